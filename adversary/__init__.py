@@ -1,0 +1,3 @@
+"""auditlens.adversary."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""auditlens.diffing."""
+
+__all__: list[str] = []

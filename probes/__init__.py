@@ -1,0 +1,3 @@
+"""auditlens.probes."""
+
+__all__: list[str] = []

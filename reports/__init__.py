@@ -1,0 +1,3 @@
+"""auditlens.reports."""
+
+__all__: list[str] = []
