@@ -1,0 +1,273 @@
+"""The audit: one pipeline from a model pair to a misalignment report (HTML + JSON).
+
+The pipeline is a list of steps. Each step reads the shared context, returns findings and
+report sections, and caches its output under ``OUT/steps/`` keyed by the models, the
+budget and its own settings, so a re-run skips finished work.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from auditlens.errors import AuditlensError
+from auditlens.hashing import sha256_json
+from auditlens.models import ModelPair
+from auditlens.reports.findings import AuditFindings, Finding, ModelInfo, collect_versions
+from auditlens.reports.report import Report
+from auditlens.reports.sections import LayerPlot, Section, Table, TokenHeatmap
+
+__all__ = ["BUDGETS", "AuditContext", "Budget", "StepOutput", "audit", "default_steps"]
+
+logger = logging.getLogger(__name__)
+BudgetName = Literal["fast", "standard", "thorough"]
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much work an audit may do."""
+
+    name: str
+    n_prompts: int
+    """Generic prompts scanned for activation differences and KL."""
+    max_length: int
+    """Tokens per prompt (longer prompts are truncated)."""
+    batch_size: int
+    """Prompts per forward pass."""
+
+    def __post_init__(self) -> None:
+        if min(self.n_prompts, self.max_length, self.batch_size) < 1:
+            raise AuditlensError(f"budget {self.name!r} has a non-positive setting")
+
+
+BUDGETS: dict[str, Budget] = {
+    "fast": Budget("fast", n_prompts=32, max_length=128, batch_size=8),
+    "standard": Budget("standard", n_prompts=64, max_length=256, batch_size=8),
+    "thorough": Budget("thorough", n_prompts=96, max_length=512, batch_size=8),
+}
+
+
+class StepOutput(BaseModel):
+    """What one step contributes: findings, sections and small JSON data for later steps."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    findings: list[Finding] = Field(default_factory=list)
+    sections: list[Section] = Field(default_factory=list)
+    data: dict[str, Any] = Field(default_factory=dict)
+    notices: list[str] = Field(default_factory=list)
+
+
+@dataclass
+class AuditContext:
+    """What steps share: the pair, the output folder, the budget and earlier outputs."""
+
+    pair: ModelPair
+    out_dir: Path
+    budget: Budget
+    prompts: str | Sequence[Any]
+    progress: bool = True
+    outputs: dict[str, StepOutput] = field(default_factory=dict)
+
+    def artifact_dir(self, step: str) -> Path:
+        path = self.out_dir / "artifacts" / step
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+Step = Callable[[AuditContext], StepOutput]
+
+
+def _layers_step(ctx: AuditContext) -> StepOutput:
+    """Per-layer activation differences (resid_post) and per-token KL over generic prompts."""
+    from auditlens.datasets import load_prompts
+    from auditlens.diffing.scan import scan_pair
+
+    pair, budget = ctx.pair, ctx.budget
+    prompts = load_prompts(ctx.prompts).head(budget.n_prompts)
+    sites = [f"blocks.{layer}.hook_resid_post" for layer in range(pair.n_layers)]
+    scan = scan_pair(
+        pair, prompts, sites, kl=True, batch_size=budget.batch_size,
+        max_length=budget.max_length, progress=ctx.progress,
+    )  # fmt: skip
+    art = ctx.artifact_dir("layers")
+    scan.accumulator.save(art)
+    assert scan.kl is not None
+    (art / "kl.json").write_text(json.dumps(scan.kl.to_json(), indent=1))
+    layers = list(range(pair.n_layers))
+    rel = [s.mean_rel_diff_norm for s in scan.stats]
+    cos = [s.mean_cosine for s in scan.stats]
+    peak = max(range(len(rel)), key=lambda i: rel[i])
+    findings = [
+        Finding(
+            id="layers.peak_rel_diff",
+            family="diffing",
+            method="activation_diff_norm",
+            site=scan.stats[peak].site,
+            statistic="mean ||h_ft - h_base|| / ||h_base|| at the most-changed layer",
+            value=rel[peak],
+            summary=(
+                f"Fine-tuning changed the residual stream most at layer {peak} "
+                f"(mean relative difference {rel[peak]:.4f}, cosine {cos[peak]:.4f})."
+            ),
+            artifacts=["artifacts/layers/diff_stats.json", "artifacts/layers/diff_stats.safetensors"],
+        ),
+        Finding(
+            id="kl.mean",
+            family="diffing",
+            method="kl",
+            statistic="mean per-token KL(ft||base), nats",
+            value=scan.kl.mean,
+            summary=(
+                f"Mean next-token KL(ft||base) is {scan.kl.mean:.4f} nats over "
+                f"{scan.kl.n_tokens} tokens (p99 {scan.kl.p99:.4f}, max {scan.kl.max:.4f})."
+            ),
+            artifacts=["artifacts/layers/kl.json"],
+        ),
+    ]
+    top_rows: list[list[Any]] = [
+        [
+            t.context,
+            t.kl,
+            ", ".join(f"{tok!r} {p:.2f}" for tok, p in t.base_top[:3]),
+            ", ".join(f"{tok!r} {p:.2f}" for tok, p in t.ft_top[:3]),
+        ]
+        for t in scan.kl.top_tokens
+    ]
+    changed = scan.stats[peak].top_tokens
+    sections: list[Section] = [
+        LayerPlot(
+            title="Relative activation difference per layer",
+            x=layers,
+            series={"mean ||h_ft − h_base|| / ||h_base||": rel},
+            y_label="relative difference",
+            caption=f"Residual stream after each block, {scan.kl.n_tokens} tokens.",
+        ),
+        LayerPlot(
+            title="Cosine similarity per layer",
+            x=layers,
+            series={"mean cos(h_base, h_ft)": cos},
+            y_label="cosine",
+        ),
+        TokenHeatmap(
+            title="Per-token KL(ft||base)",
+            caption="Each token is shaded by the KL of the next-token distributions after it.",
+            value_label="KL (nats)",
+            rows=scan.kl.rows,
+        ),
+        Table(
+            title="Tokens with the highest KL(ft||base)",
+            caption="The context ends at the position whose next-token prediction diverged.",
+            columns=["context", "KL", "base prefers", "fine-tuned prefers"],
+            rows=top_rows,
+        ),
+        Table(
+            title=f"Most-changed positions at {scan.stats[peak].site}",
+            columns=["token", "||Δh||", "context"],
+            rows=[[t.token, t.value, t.context] for t in changed],
+        ),
+    ]
+    data = {"rel_diff": rel, "cosine": cos, "peak_layer": peak, "kl_mean": scan.kl.mean}
+    return StepOutput(findings=findings, sections=sections, data=data)
+
+
+def default_steps() -> list[tuple[str, Step]]:
+    """The pipeline's steps, in order."""
+    return [("layers", _layers_step)]
+
+
+def _model_info(side: Any) -> ModelInfo:
+    return ModelInfo(
+        name=side.label, sha256=side.sha256, adapter=side.adapter, adapter_sha256=side.adapter_sha256
+    )
+
+
+def _step_key(name: str, ctx: AuditContext) -> str:
+    prompts = ctx.prompts if isinstance(ctx.prompts, str) else sha256_json(list(ctx.prompts))
+    return sha256_json(
+        {
+            "step": name,
+            "budget": asdict(ctx.budget),
+            "models": [_model_info(s).model_dump() for s in ctx.pair.sides],
+            "prompts": prompts,
+        }
+    )
+
+
+_OUTPUT = TypeAdapter(StepOutput)
+
+
+def _run_step(name: str, step: Step, ctx: AuditContext) -> tuple[StepOutput, bool]:
+    cache = ctx.out_dir / "steps" / f"{name}.json"
+    key = _step_key(name, ctx)
+    if cache.is_file():
+        try:
+            saved = json.loads(cache.read_text())
+            if saved.get("key") == key:
+                return _OUTPUT.validate_python(saved["output"]), True
+        except (json.JSONDecodeError, ValueError, KeyError):
+            logger.warning("ignoring unreadable step cache %s", cache)
+    output = step(ctx)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"key": key, "output": output.model_dump(mode="json")}))
+    tmp.replace(cache)
+    return output, False
+
+
+def audit(
+    pair: ModelPair,
+    out_dir: str | Path,
+    *,
+    budget: BudgetName | Budget = "fast",
+    prompts: str | Sequence[Any] = "generic_chat",
+    steps: Sequence[tuple[str, Step]] | None = None,
+    progress: bool = True,
+) -> Report:
+    """Audit a model pair and write ``report.html`` and ``findings.json`` into ``out_dir``."""
+    if isinstance(budget, str):
+        if budget not in BUDGETS:
+            raise AuditlensError(f"unknown budget {budget!r}; choose {', '.join(BUDGETS)}")
+        budget = BUDGETS[budget]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ctx = AuditContext(pair, out, budget, prompts, progress)
+    timings: dict[str, float] = {}
+    notices = list(pair.notices)
+    for name, step in steps or default_steps():
+        t0 = time.perf_counter()
+        output, cached = _run_step(name, step, ctx)
+        timings[name] = round(time.perf_counter() - t0, 3)
+        if cached:
+            notices.append(f"Step '{name}' was reused from an earlier run's cache.")
+        ctx.outputs[name] = output
+        notices.extend(output.notices)
+    findings = [f for o in ctx.outputs.values() for f in o.findings]
+    sections = [s for o in ctx.outputs.values() for s in o.sections]
+    summary = (
+        f"Audit of {pair.finetuned.label} against {pair.base.label} "
+        f"({budget.name} budget): {len(findings)} findings."
+    )
+    result = AuditFindings(
+        base=_model_info(pair.base),
+        finetuned=_model_info(pair.finetuned),
+        budget=budget.name,
+        score=None,
+        verdict="not scored: this audit runs diffing statistics only",
+        summary=summary,
+        findings=findings,
+        notices=notices,
+        config={"budget": asdict(budget), "prompts": prompts if isinstance(prompts, str) else "list"},
+        versions=collect_versions(),
+        timings_s=timings,
+    )
+    report = Report(findings=result, sections=sections)
+    report.write(out)
+    return report

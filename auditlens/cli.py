@@ -1,0 +1,192 @@
+"""The ``auditlens`` command line: audit, harvest and friends.
+
+User errors print one line on stderr and exit with code 2; ``--debug`` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from auditlens.errors import AuditlensError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="auditlens",
+    help="White-box alignment auditing: diff a fine-tuned model against its base.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+_STATE = {"debug": False}
+
+BaseOpt = Annotated[
+    str, typer.Option("--base", help="Base model: 'smollm2-135m-instruct', a folder or an HF id.")
+]
+FinetunedOpt = Annotated[
+    str | None, typer.Option("--finetuned", help="Fine-tuned model (folder or HF id).")
+]
+AdapterOpt = Annotated[
+    str | None,
+    typer.Option("--adapter", help="PEFT adapter folder applied to the base, or organism:NAME."),
+]
+DeviceOpt = Annotated[str | None, typer.Option("--device", help="cpu, cuda, cuda:1 ...")]
+DtypeOpt = Annotated[str, typer.Option("--dtype", help="float32, bfloat16 or float16.")]
+DownloadOpt = Annotated[
+    bool, typer.Option("--allow-download", help="Allow fetching models from the HF Hub.")
+]
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+) -> None:
+    """auditlens: model diffing, probes and latent adversaries in one report."""
+    _STATE["debug"] = debug
+    logging.basicConfig(level=logging.INFO if debug else logging.WARNING, format="%(message)s")
+
+
+def _load(
+    base: str,
+    finetuned: str | None,
+    adapter: str | None,
+    device: str | None,
+    dtype: str,
+    allow_download: bool,
+) -> object:
+    from auditlens.models import load_pair
+
+    with console.status("loading models"):
+        return load_pair(
+            base,
+            finetuned,
+            adapter,
+            device=device,
+            dtype=dtype,
+            allow_download=allow_download,
+        )
+
+
+def _default_adapter(base: str, finetuned: str | None, adapter: str | None) -> str | None:
+    """With no model arguments, audit the base against the shipped demo organism if present."""
+    from auditlens.embedded import EMBEDDED_NAME
+
+    if finetuned or adapter or base != EMBEDDED_NAME:
+        return adapter
+    try:
+        from auditlens.testbed import default_audit_adapter  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return default_audit_adapter()  # type: ignore[no-any-return]
+
+
+@app.command()
+def audit(
+    out: Annotated[Path, typer.Option("--out", help="Output folder for report.html etc.")],
+    base: BaseOpt = "smollm2-135m-instruct",
+    finetuned: FinetunedOpt = None,
+    adapter: AdapterOpt = None,
+    budget: Annotated[str, typer.Option("--budget", help="fast, standard or thorough.")] = "fast",
+    prompts: Annotated[
+        str, typer.Option("--prompts", help="Prompt set: built-in name or JSONL file.")
+    ] = "generic_chat",
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = "float32",
+    allow_download: DownloadOpt = False,
+) -> None:
+    """Audit a fine-tuned model against its base and write report.html + findings.json."""
+    from auditlens.audit import BUDGETS
+    from auditlens.audit import audit as run_audit
+
+    if budget not in BUDGETS:
+        raise AuditlensError(f"unknown budget {budget!r}; choose {', '.join(BUDGETS)}")
+    adapter = _default_adapter(base, finetuned, adapter)
+    pair = _load(base, finetuned, adapter, device, dtype, allow_download)
+    report = run_audit(pair, out, budget=budget, prompts=prompts)  # type: ignore[arg-type]
+    for notice in report.findings.notices:
+        console.print(f"[yellow]notice:[/] {notice}")
+    console.print(f"[bold]verdict:[/] {report.findings.verdict}")
+    typer.echo(str(out / "report.html"))
+
+
+@app.command()
+def harvest(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the activation store.")],
+    sites: Annotated[str, typer.Option("--sites", help="Comma-separated canonical site names.")],
+    prompts: Annotated[str, typer.Option("--prompts", help="Built-in name or JSONL file.")] = (
+        "generic_chat"
+    ),
+    base: BaseOpt = "smollm2-135m-instruct",
+    finetuned: FinetunedOpt = None,
+    adapter: AdapterOpt = None,
+    mask: Annotated[str, typer.Option("--mask", help="all, assistant or last_k.")] = "all",
+    last_k: Annotated[int, typer.Option("--k", help="k for --mask last_k.")] = 1,
+    store_dtype: Annotated[
+        str, typer.Option("--store-dtype", help="float32, float16 or bfloat16.")
+    ] = "float32",
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 8,
+    max_length: Annotated[int, typer.Option("--max-length")] = 512,
+    backend: Annotated[str, typer.Option("--backend", help="nnsight or transformer_lens.")] = (
+        "nnsight"
+    ),
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Discard an existing store.")] = (
+        False
+    ),
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = "float32",
+    allow_download: DownloadOpt = False,
+) -> None:
+    """Harvest paired activations into a resumable safetensors store."""
+    from auditlens.datasets import MaskSpec
+    from auditlens.harvest import harvest as run_harvest
+
+    pair = _load(base, finetuned, adapter, device, dtype, allow_download)
+    store = run_harvest(
+        pair,  # type: ignore[arg-type]
+        prompts,
+        sites,
+        out,
+        batch_size=batch_size,
+        dtype=store_dtype,
+        mask=MaskSpec(mask, last_k),  # type: ignore[arg-type]
+        max_length=max_length,
+        backend=backend,
+        overwrite=overwrite,
+    )
+    typer.echo(f"{store.n_tokens} tokens at {len(store.sites)} sites in {out}")
+
+
+def main() -> None:
+    """Entry point: run the app, turning user errors into one line and exit code 2."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        app(standalone_mode=False)
+    except AuditlensError as err:
+        if _STATE["debug"]:
+            raise
+        console.print(f"[red]error:[/] {err}", highlight=False)
+        sys.exit(2)
+    except (typer.Abort, KeyboardInterrupt):
+        console.print("aborted")
+        sys.exit(130)
+    except Exception as err:
+        import click
+
+        if isinstance(err, click.exceptions.ClickException):
+            err.show()
+            sys.exit(2)
+        if isinstance(err, click.exceptions.Exit):
+            sys.exit(err.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()
