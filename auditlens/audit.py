@@ -117,7 +117,10 @@ def _layers_step(ctx: AuditContext) -> StepOutput:
                 f"Fine-tuning changed the residual stream most at layer {peak} "
                 f"(mean relative difference {rel[peak]:.4f}, cosine {cos[peak]:.4f})."
             ),
-            artifacts=["artifacts/layers/diff_stats.json", "artifacts/layers/diff_stats.safetensors"],
+            artifacts=[
+                "artifacts/layers/diff_stats.json",
+                "artifacts/layers/diff_stats.safetensors",
+            ],
         ),
         Finding(
             id="kl.mean",
@@ -185,7 +188,10 @@ def default_steps() -> list[tuple[str, Step]]:
 
 def _model_info(side: Any) -> ModelInfo:
     return ModelInfo(
-        name=side.label, sha256=side.sha256, adapter=side.adapter, adapter_sha256=side.adapter_sha256
+        name=side.label,
+        sha256=side.sha256,
+        adapter=side.adapter,
+        adapter_sha256=side.adapter_sha256,
     )
 
 
@@ -264,7 +270,10 @@ def audit(
         summary=summary,
         findings=findings,
         notices=notices,
-        config={"budget": asdict(budget), "prompts": prompts if isinstance(prompts, str) else "list"},
+        config={
+            "budget": asdict(budget),
+            "prompts": prompts if isinstance(prompts, str) else "list",
+        },
         versions=collect_versions(),
         timings_s=timings,
     )

@@ -172,7 +172,7 @@ def main() -> None:
     except AuditlensError as err:
         if _STATE["debug"]:
             raise
-        console.print(f"[red]error:[/] {err}", highlight=False)
+        typer.echo(f"error: {err}", err=True)
         sys.exit(2)
     except (typer.Abort, KeyboardInterrupt):
         console.print("aborted")

@@ -109,7 +109,9 @@ def _parse_item(item: Any, where: str) -> Prompt:
     raise DatasetError(f"{where}: expected 'messages' (chat) or non-empty 'text'")
 
 
-def load_prompts(source: str | Path | Sequence[Any] | PromptSet, name: str | None = None) -> PromptSet:
+def load_prompts(
+    source: str | Path | Sequence[Any] | PromptSet, name: str | None = None
+) -> PromptSet:
     """Load prompts from a JSONL file, a built-in set name, or a list of strings/dicts."""
     if isinstance(source, PromptSet):
         return source

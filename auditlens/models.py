@@ -84,7 +84,7 @@ def load_model(
     hf_logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        model: Any = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as err:
         raise AuditlensError(f"cannot load model from {path}: {err}".splitlines()[0]) from err
     if device_map is None:
@@ -118,7 +118,7 @@ class ModelSide:
             yield self.module
 
     @property
-    def hf(self) -> nn.Module:
+    def hf(self) -> Any:
         """The plain HF causal LM (LoRA layers injected in place for adapter pairs)."""
         return unwrap(self.module)
 
@@ -219,7 +219,8 @@ def _assemble(
     spec_b, spec_f = arch_spec(base.module), arch_spec(ft.module)
     if spec_b.family != spec_f.family:
         raise PairMismatchError(
-            f"architectures differ: base is {spec_b.family}-style, fine-tuned is {spec_f.family}-style"
+            f"architectures differ: base is {spec_b.family}-style, "
+            f"fine-tuned is {spec_f.family}-style"
         )
     (lb, db), (lf, df) = model_dims(base.module), model_dims(ft.module)
     if lb != lf:

@@ -24,7 +24,11 @@ def progress_bar(
 ) -> Iterator[Callable[[int], None]]:
     """Yield ``advance(n)``; draws a bar on stderr unless disabled."""
     if not enabled or os.environ.get("AUDITLENS_PROGRESS", "1") == "0":
-        yield lambda n=1: None
+
+        def skip(n: int = 1) -> None:
+            return None
+
+        yield skip
         return
     columns = (
         TextColumn("[bold]{task.description}"),
@@ -35,4 +39,8 @@ def progress_bar(
     )
     with Progress(*columns, transient=False) as bar:
         task = bar.add_task(description, total=total)
-        yield lambda n=1: bar.advance(task, n)
+
+        def advance(n: int = 1) -> None:
+            bar.advance(task, n)
+
+        yield advance

@@ -86,7 +86,7 @@ def _has(obj: Any, dotted: str) -> bool:
     return True
 
 
-def unwrap(model: nn.Module) -> nn.Module:
+def unwrap(model: nn.Module) -> Any:
     """The plain HF causal LM inside a PEFT or nnsight wrapper."""
     inner: Any = model
     for _ in range(4):
@@ -131,7 +131,10 @@ def final_norm(model: nn.Module) -> nn.Module:
 
 def _valid_sites_message(n_layers: int) -> str:
     hooks = ",".join(h.removeprefix("hook_") for h in HOOKS)
-    return f"valid sites are blocks.{{0..{n_layers - 1}}}.hook_{{{hooks}}} (negative layers count from the end)"
+    return (
+        f"valid sites are blocks.{{0..{n_layers - 1}}}.hook_{{{hooks}}} "
+        "(negative layers count from the end)"
+    )
 
 
 def parse_site(name: str | Site, n_layers: int) -> Site:

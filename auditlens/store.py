@@ -83,7 +83,9 @@ class TokenContext:
         """The context as text with the focus token marked (needs ``pieces``)."""
         if self.pieces is None:
             raise StoreError("contexts need a tokenizer to render text")
-        return "".join(marker.format(p) if i == self.focus else p for i, p in enumerate(self.pieces))
+        return "".join(
+            marker.format(p) if i == self.focus else p for i, p in enumerate(self.pieces)
+        )
 
 
 class ActivationStore:
@@ -153,7 +155,9 @@ class ActivationStore:
             self._meta_cache[key] = {n: self._read(shard, n) for n in names}
         return self._meta_cache[key]
 
-    def pairs(self, site: str, dtype: torch.dtype | None = None) -> Float[Tensor, "n_tokens 2 d_model"]:
+    def pairs(
+        self, site: str, dtype: torch.dtype | None = None
+    ) -> Float[Tensor, "n_tokens 2 d_model"]:
         """All stored tokens' paired activations at one site (0 = base, 1 = fine-tuned)."""
         self._check_site(site)
         parts = [self._read(s, site) for s in self.manifest["shards"]]

@@ -6,10 +6,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
+from auditlens.diffing._topk import RunningTopK
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
-
-from auditlens.diffing._topk import RunningTopK
 
 __all__ = ["KLAccumulator", "KLSummary", "TopKLToken", "token_kl"]
 
@@ -69,7 +68,9 @@ class KLAccumulator:
     def _preds(self, logits: Tensor) -> list[tuple[str, float]]:
         probs = torch.softmax(logits.float(), dim=-1)
         p, idx = probs.topk(self.n_top_preds)
-        return [(self._decode([i]), float(v)) for v, i in zip(p.tolist(), idx.tolist(), strict=True)]
+        return [
+            (self._decode([i]), float(v)) for v, i in zip(p.tolist(), idx.tolist(), strict=True)
+        ]
 
     def update(
         self,

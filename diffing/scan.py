@@ -6,14 +6,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from auditlens.diffing.kl import KLAccumulator, KLSummary
+from auditlens.diffing.stats import DiffStatsAccumulator, SiteDiffStats
+
 from auditlens.datasets import MaskSpec, PromptSet, load_prompts
 from auditlens.harvest import iter_paired
 from auditlens.models import ModelPair
 from auditlens.progress import progress_bar
 from auditlens.sites import Site
 from auditlens.store import ActivationStore
-from auditlens.diffing.kl import KLAccumulator, KLSummary
-from auditlens.diffing.stats import DiffStatsAccumulator, SiteDiffStats
 
 __all__ = ["ScanResult", "activation_diff_stats", "per_token_kl", "scan_pair", "store_diff_stats"]
 

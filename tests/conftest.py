@@ -63,27 +63,46 @@ def tiny_config(arch: str, vocab_size: int, n_layers: int = 3, d_model: int = 32
     common = {"vocab_size": vocab_size}
     if arch == "llama":
         return tf.LlamaConfig(
-            hidden_size=d_model, intermediate_size=2 * d_model, num_hidden_layers=n_layers,
-            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, **common,
-        )  # fmt: skip
+            hidden_size=d_model,
+            intermediate_size=2 * d_model,
+            num_hidden_layers=n_layers,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=256,
+            **common,
+        )
     if arch == "qwen2":
         return tf.Qwen2Config(
-            hidden_size=d_model, intermediate_size=2 * d_model, num_hidden_layers=n_layers,
-            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, **common,
-        )  # fmt: skip
+            hidden_size=d_model,
+            intermediate_size=2 * d_model,
+            num_hidden_layers=n_layers,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=256,
+            **common,
+        )
     if arch == "gemma":
         return tf.GemmaConfig(
-            hidden_size=d_model, intermediate_size=2 * d_model, num_hidden_layers=n_layers,
-            num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=256,
+            hidden_size=d_model,
+            intermediate_size=2 * d_model,
+            num_hidden_layers=n_layers,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=8,
+            max_position_embeddings=256,
             **common,
-        )  # fmt: skip
+        )
     if arch == "gpt2":
         return tf.GPT2Config(n_embd=d_model, n_layer=n_layers, n_head=4, n_positions=256, **common)
     if arch == "gpt_neox":
         return tf.GPTNeoXConfig(
-            hidden_size=d_model, intermediate_size=2 * d_model, num_hidden_layers=n_layers,
-            num_attention_heads=4, max_position_embeddings=256, **common,
-        )  # fmt: skip
+            hidden_size=d_model,
+            intermediate_size=2 * d_model,
+            num_hidden_layers=n_layers,
+            num_attention_heads=4,
+            max_position_embeddings=256,
+            **common,
+        )
     raise ValueError(arch)
 
 

@@ -39,7 +39,9 @@ class NNsightBackend:
         remote: bool = False,
     ) -> Readout:
         with side.active(), torch.no_grad():
-            acts, out = _trace(side.lm, arch, input_ids, attention_mask, sorted(sites), logits, remote)
+            acts, out = _trace(
+                side.lm, arch, input_ids, attention_mask, sorted(sites), logits, remote
+            )
         return Readout(acts=acts, logits=out)
 
 
