@@ -27,7 +27,7 @@ demo: $(STAMP)
 	$(VENV)/bin/auditlens audit --out $(OUT) --budget $(BUDGET)
 	@echo "report: $(OUT)/report.html"
 
-# Debian's chromium for the report's browser test (skipped with a clear reason if apt is unavailable).
+# Debian's chromium for the report's browser test (the test fails with a clear message without it).
 browser-deps:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \

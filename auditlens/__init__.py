@@ -1,6 +1,27 @@
 """auditlens: white-box alignment auditing of fine-tuned language models."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from auditlens.errors import AuditlensError
 
-__all__ = ["AuditlensError", "__version__"]
+if TYPE_CHECKING:
+    from auditlens.models import ModelPair, load_pair
+    from auditlens.pipeline import audit
+
+__all__ = ["AuditlensError", "ModelPair", "__version__", "audit", "load_pair"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    """Import the heavy entry points lazily so ``import auditlens`` stays cheap."""
+    if name in ("load_pair", "ModelPair"):
+        from auditlens import models
+
+        return getattr(models, name)
+    if name == "audit":
+        from auditlens.pipeline import audit
+
+        return audit
+    raise AttributeError(f"module 'auditlens' has no attribute {name!r}")

@@ -103,8 +103,8 @@ def audit(
     allow_download: DownloadOpt = False,
 ) -> None:
     """Audit a fine-tuned model against its base and write report.html + findings.json."""
-    from auditlens.audit import BUDGETS
-    from auditlens.audit import audit as run_audit
+    from auditlens.pipeline import BUDGETS
+    from auditlens.pipeline import audit as run_audit
 
     if budget not in BUDGETS:
         raise AuditlensError(f"unknown budget {budget!r}; choose {', '.join(BUDGETS)}")
