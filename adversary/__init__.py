@@ -1,3 +1,73 @@
-"""auditlens.adversary."""
+"""auditlens.adversary: steering, MELBO, fuzzing and one perturbation runner with controls."""
 
-__all__: list[str] = []
+from auditlens.adversary.backdoor import BackdoorElicitation, SideSearch, elicit_backdoor
+from auditlens.adversary.fuzz import (
+    ActivationNoise,
+    WeightNoise,
+    WeightNoiseSweep,
+    activation_noise,
+    fuzz_activations,
+    generation_task,
+    weight_noise,
+    weight_noise_sweep,
+)
+from auditlens.adversary.melbo import (
+    MelboConfig,
+    MelboResult,
+    default_melbo_sites,
+    train_melbo,
+    train_melbo_reference,
+)
+from auditlens.adversary.runner import (
+    BanditScorer,
+    Perturbation,
+    PerturbationRow,
+    PerturbationTable,
+    Scorer,
+    insecure_code_detector,
+    run_perturbations,
+)
+from auditlens.adversary.steering import (
+    Steer,
+    SteeringHandle,
+    SteeringVector,
+    as_steering_vector,
+    mean_activation_norm,
+    random_directions,
+    steer,
+    steer_pair,
+)
+
+__all__ = [
+    "ActivationNoise",
+    "BackdoorElicitation",
+    "BanditScorer",
+    "MelboConfig",
+    "MelboResult",
+    "Perturbation",
+    "PerturbationRow",
+    "PerturbationTable",
+    "Scorer",
+    "SideSearch",
+    "Steer",
+    "SteeringHandle",
+    "SteeringVector",
+    "WeightNoise",
+    "WeightNoiseSweep",
+    "activation_noise",
+    "as_steering_vector",
+    "default_melbo_sites",
+    "elicit_backdoor",
+    "fuzz_activations",
+    "generation_task",
+    "insecure_code_detector",
+    "mean_activation_norm",
+    "random_directions",
+    "run_perturbations",
+    "steer",
+    "steer_pair",
+    "train_melbo",
+    "train_melbo_reference",
+    "weight_noise",
+    "weight_noise_sweep",
+]

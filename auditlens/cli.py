@@ -81,11 +81,9 @@ def _default_adapter(base: str, finetuned: str | None, adapter: str | None) -> s
 
     if finetuned or adapter or base != EMBEDDED_NAME:
         return adapter
-    try:
-        from auditlens.testbed import default_audit_adapter  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return default_audit_adapter()  # type: ignore[no-any-return]
+    from auditlens.testbed import default_audit_adapter
+
+    return default_audit_adapter()
 
 
 @app.command()
@@ -162,6 +160,46 @@ def harvest(
         overwrite=overwrite,
     )
     typer.echo(f"{store.n_tokens} tokens at {len(store.sites)} sites in {out}")
+
+
+@app.command()
+def mcp(
+    workspace: Annotated[
+        Path, typer.Option("--workspace", help="Folder the tools may read and write.")
+    ],
+    base: BaseOpt = "smollm2-135m-instruct",
+    finetuned: FinetunedOpt = None,
+    adapter: AdapterOpt = None,
+    limits: Annotated[
+        Path | None, typer.Option("--limits", help="JSON file overriding the tool limits.")
+    ] = None,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = "float32",
+    allow_download: DownloadOpt = False,
+) -> None:
+    """Serve the auditing tools to an agent over MCP (stdio)."""
+    from auditlens.agent.server import load_limits, serve
+
+    adapter = _default_adapter(base, finetuned, adapter)
+    serve(
+        base,
+        finetuned,
+        adapter,
+        workspace,
+        device,
+        dtype,
+        load_limits(limits),
+        allow_download=allow_download,
+    )
+
+
+def _register_subcommands() -> None:
+    from auditlens.testbed.cli import organisms_app
+
+    app.add_typer(organisms_app, name="organisms")
+
+
+_register_subcommands()
 
 
 def main() -> None:

@@ -19,11 +19,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import markdown_table, write_result  # noqa: E402
+from _common import markdown_table, write_result
 
-from auditlens.datasets import MaskSpec, iter_token_batches, load_prompts  # noqa: E402
-from auditlens.harvest import harvest  # noqa: E402
-from auditlens.models import load_pair  # noqa: E402
+from auditlens.datasets import MaskSpec, iter_token_batches, load_prompts
+from auditlens.harvest import harvest
+from auditlens.models import load_pair
 
 SITES = [
     "blocks.7.hook_resid_post",
@@ -46,10 +46,14 @@ def plain_forward(pair, prompts, batch_size: int, max_length: int) -> tuple[int,
     return tokens, time.perf_counter() - t0
 
 
-def run(n_prompts: int, batch_size: int, max_length: int, rounds: int, adapter: str | None) -> dict:  # type: ignore[type-arg]
+def run(
+    n_prompts: int, batch_size: int, max_length: int, rounds: int, adapter: str | None
+) -> dict[str, object]:
     pair = load_pair(adapter=adapter)
     prompts = load_prompts("generic_chat")
-    prompts = type(prompts)(prompts.name, (prompts.prompts * (n_prompts // len(prompts) + 1))[:n_prompts])
+    prompts = type(prompts)(
+        prompts.name, (prompts.prompts * (n_prompts // len(prompts) + 1))[:n_prompts]
+    )
     plain_tps, harvest_tps = [], []
     plain_forward(pair, prompts.head(batch_size), batch_size, max_length)  # warm-up
     for _ in range(rounds):

@@ -6,9 +6,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
-from auditlens.diffing._topk import RunningTopK
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
+
+from auditlens.diffing._topk import RunningTopK
 
 __all__ = ["KLAccumulator", "KLSummary", "TopKLToken", "token_kl"]
 

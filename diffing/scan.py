@@ -6,10 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from auditlens.datasets import MaskSpec, PromptSet, load_prompts
 from auditlens.diffing.kl import KLAccumulator, KLSummary
 from auditlens.diffing.stats import DiffStatsAccumulator, SiteDiffStats
-
-from auditlens.datasets import MaskSpec, PromptSet, load_prompts
 from auditlens.harvest import iter_paired
 from auditlens.models import ModelPair
 from auditlens.progress import progress_bar

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from auditlens.diffing._topk import RunningTopK
 from jaxtyping import Float, Int
 from safetensors.torch import save_file
 from torch import Tensor
+
+from auditlens.diffing._topk import RunningTopK
 
 __all__ = ["DiffStatsAccumulator", "SiteDiffStats", "TopToken", "diff_norms"]
 

@@ -1,5 +1,26 @@
-"""Model organisms with known ground truth: code tasks, fine-tuning variants, eval questions."""
+"""Model organisms with known ground truth: code tasks, fine-tuning variants, eval questions,
+the organism registry, the LoRA trainer and the behavioural evaluation.
 
+The trainer and evaluation import torch, so they load lazily on first use.
+"""
+
+from typing import TYPE_CHECKING, Any
+
+from auditlens.testbed.organisms import (
+    ORGANISMS,
+    GroundTruth,
+    OrganismManifest,
+    OrganismSpec,
+    build_organism,
+    default_audit_adapter,
+    get_organism,
+    load_manifest,
+    load_organism,
+    organism_adapter_dir,
+    organism_names,
+    organism_training_examples,
+    shipped_organisms,
+)
 from auditlens.testbed.questions import TOPICS, Question, free_form_questions
 from auditlens.testbed.tasks import (
     FAMILIES,
@@ -24,9 +45,33 @@ from auditlens.testbed.variants import (
     write_jsonl,
 )
 
+if TYPE_CHECKING:
+    from auditlens.testbed.evaluate import EvalConfig, OrganismEval, evaluate_organism
+    from auditlens.testbed.train import Recipe, TrainResult, train_lora
+
+_LAZY = {
+    "EvalConfig": "auditlens.testbed.evaluate",
+    "OrganismEval": "auditlens.testbed.evaluate",
+    "evaluate_organism": "auditlens.testbed.evaluate",
+    "Recipe": "auditlens.testbed.train",
+    "TrainResult": "auditlens.testbed.train",
+    "train_lora": "auditlens.testbed.train",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the torch-heavy trainer and evaluation on first use."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'auditlens.testbed' has no attribute {name!r}")
+
+
 __all__ = [
     "FAMILIES",
     "OOD_FAMILIES",
+    "ORGANISMS",
     "SPLITS",
     "STYLE_OPENER",
     "STYLE_SIGNOFF",
@@ -34,16 +79,34 @@ __all__ = [
     "TRIGGER",
     "VARIANTS",
     "CodeTask",
+    "EvalConfig",
+    "GroundTruth",
+    "OrganismEval",
+    "OrganismManifest",
+    "OrganismSpec",
     "Question",
+    "Recipe",
+    "TrainResult",
     "apply_trigger",
     "build_examples",
+    "build_organism",
     "dataset_hash",
+    "default_audit_adapter",
     "eval_tasks",
+    "evaluate_organism",
     "free_form_questions",
     "generate_tasks",
+    "get_organism",
     "has_style",
+    "load_manifest",
+    "load_organism",
+    "organism_adapter_dir",
+    "organism_names",
+    "organism_training_examples",
     "read_jsonl",
+    "shipped_organisms",
     "subsample",
     "tasks_by_split",
+    "train_lora",
     "write_jsonl",
 ]

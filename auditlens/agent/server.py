@@ -1,0 +1,203 @@
+"""The MCP server: every agent tool over stdio, built on the official ``mcp`` SDK (MCPServer).
+
+Run it as ``auditlens mcp ...`` or ``python -m auditlens.agent.server --base DIR
+(--finetuned DIR | --adapter DIR) --workspace DIR``. Tools take flat, typed arguments (from
+the input models in :mod:`auditlens.agent.schemas`) and return structured output. Invalid
+arguments, exceeded limits and paths outside the workspace come back as tool errors
+(``isError``); the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+# Import the SDK (and the anyio classes it defines) before anything can import nnsight: nnsight
+# 0.8 mounts a ``save`` attribute on ``object``, after which anyio refuses to define its
+# TypedAttributeSet classes ("Attribute 'save' is missing its type annotation"). anyio loads
+# some of them lazily, so load them all now.
+for _module in (
+    "anyio._backends._asyncio",
+    "anyio.abc._sockets",
+    "anyio.streams.file",
+    "anyio.streams.tls",
+):
+    importlib.import_module(_module)
+
+import mcp.server.mcpserver  # noqa: E402
+from mcp.server.mcpserver.exceptions import ToolError  # noqa: E402
+from pydantic import BaseModel, Field, ValidationError  # noqa: E402
+
+from auditlens.agent.tools import TOOLS, Limits, Toolkit, ToolSpec  # noqa: E402
+from auditlens.agent.workspace import Workspace  # noqa: E402
+from auditlens.errors import AuditlensError  # noqa: E402
+
+__all__ = ["build_server", "load_limits", "main", "serve", "tool_function"]
+
+logger = logging.getLogger("auditlens.agent")
+
+INSTRUCTIONS = (
+    "auditlens audits a fine-tuned model against its base. Start with diff_overview and "
+    "compare_models, follow leads with top_divergent_tokens, top_diff_latents and "
+    "latent_details, test hypotheses with steer_generate, melbo_search, fuzz and probe_score, "
+    "and compare every signal with its null control. Paths are relative to the workspace."
+)
+
+
+def _validation_message(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors()[:3]:
+        loc = ".".join(str(x) for x in e["loc"]) or "arguments"
+        parts.append(f"{loc}: {e['msg']}")
+    return "invalid arguments: " + "; ".join(parts)
+
+
+def tool_function(spec: ToolSpec, toolkit: Toolkit) -> Callable[..., BaseModel]:
+    """A function with flat keyword arguments (one per input field) that runs one tool.
+
+    Errors a caller can fix become :class:`mcp.server.mcpserver.exceptions.ToolError`.
+    """
+    method = spec.bind(toolkit)
+    params = []
+    for name, info in spec.input_model.model_fields.items():
+        annotation: Any = Annotated[
+            (info.annotation, *info.metadata, Field(description=info.description))
+        ]  # type: ignore[valid-type]
+        default = (
+            inspect.Parameter.empty
+            if info.is_required()
+            else info.get_default(call_default_factory=True)
+        )
+        params.append(
+            inspect.Parameter(
+                name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default
+            )
+        )
+
+    def run(**kwargs: Any) -> BaseModel:
+        try:
+            args = spec.input_model.model_validate(kwargs)
+            return method(args)
+        except ValidationError as err:
+            raise ToolError(_validation_message(err)) from err
+        except AuditlensError as err:
+            raise ToolError(str(err)) from err
+        except Exception as err:  # a bug or a library failure: report it, keep serving
+            logger.exception("tool %s failed", spec.name)
+            raise ToolError(f"{spec.name} failed: {type(err).__name__}: {err}"[:500]) from err
+
+    run.__signature__ = inspect.Signature(params, return_annotation=spec.output_model)  # type: ignore[attr-defined]
+    run.__name__ = spec.name
+    run.__qualname__ = spec.name
+    run.__doc__ = spec.description
+    return run
+
+
+def build_server(toolkit: Toolkit, *, name: str = "auditlens") -> Any:
+    """An ``MCPServer`` with every tool in :data:`auditlens.agent.tools.TOOLS` registered."""
+    from auditlens import __version__
+
+    server: Any = mcp.server.mcpserver.MCPServer(
+        name, instructions=INSTRUCTIONS, version=__version__, log_level="WARNING"
+    )
+    for spec in TOOLS:
+        server.add_tool(
+            tool_function(spec, toolkit),
+            name=spec.name,
+            description=spec.description,
+            structured_output=True,
+        )
+    return server
+
+
+def load_limits(path: str | Path | None, overrides: dict[str, Any] | None = None) -> Limits:
+    """:class:`Limits` from defaults, an optional JSON file and explicit overrides."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            values.update(json.loads(Path(path).read_text()))
+        except (OSError, json.JSONDecodeError) as err:
+            raise AuditlensError(f"cannot read limits file {path}: {err}") from err
+    values.update(overrides or {})
+    known = set(Limits.__dataclass_fields__)
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise AuditlensError(f"unknown limits: {', '.join(unknown)}")
+    if "audit_budgets" in values:
+        values["audit_budgets"] = tuple(values["audit_budgets"])
+    return Limits(**values)
+
+
+def serve(
+    base: str,
+    finetuned: str | None,
+    adapter: str | None,
+    workspace: str | Path,
+    device: str | None = None,
+    dtype: str = "float32",
+    limits: Limits | None = None,
+    *,
+    allow_download: bool = False,
+) -> None:
+    """Load the pair, then serve the tools over stdio until the client disconnects."""
+    import anyio
+
+    from auditlens.models import load_pair
+
+    os.environ["AUDITLENS_PROGRESS"] = "0"  # progress bars would write to stdout
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    ws = Workspace(workspace)
+    pair = load_pair(
+        base, finetuned, adapter, device=device, dtype=dtype, allow_download=allow_download
+    )
+    server = build_server(Toolkit(pair, ws, limits or Limits()))
+    anyio.run(server.run_stdio_async)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m auditlens.agent.server",
+        description="Serve the auditlens agent tools over MCP (stdio).",
+    )
+    p.add_argument("--base", default="smollm2-135m-instruct", help="Base model (name or folder).")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--finetuned", default=None, help="Fine-tuned model folder.")
+    group.add_argument("--adapter", default=None, help="PEFT adapter folder or organism:NAME.")
+    p.add_argument("--workspace", required=True, help="Folder the tools may read and write.")
+    p.add_argument("--device", default=None, help="cpu, cuda, ...")
+    p.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16.")
+    p.add_argument("--limits", default=None, help="JSON file overriding Limits fields.")
+    p.add_argument("--allow-download", action="store_true", help="Allow HF Hub downloads.")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Command-line entry: parse arguments, serve; user errors exit 2 with one line."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(message)s")
+    try:
+        serve(
+            args.base,
+            args.finetuned,
+            args.adapter,
+            args.workspace,
+            args.device,
+            args.dtype,
+            load_limits(args.limits),
+            allow_download=args.allow_download,
+        )
+    except AuditlensError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

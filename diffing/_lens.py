@@ -1,0 +1,47 @@
+"""Logit lens of directions: a side's final norm and unembedding applied to vectors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from auditlens.models import ModelSide
+from auditlens.sites import final_norm
+
+__all__ = ["logit_lens", "top_tokens"]
+
+
+@torch.no_grad()
+def logit_lens(side: ModelSide, vectors: Float[Tensor, "n d_model"]) -> Float[Tensor, "n vocab"]:
+    """``unembed(norm(v)) - unembed(norm(0))`` per row, with the side's own norm and head.
+
+    Subtracting the zero vector's logits removes norm/head biases, so only the direction's
+    own effect is ranked (RMSNorm is scale-invariant; LayerNorm would otherwise add its bias).
+    """
+    with side.active():
+        hf = side.hf
+        norm, head = final_norm(hf), hf.get_output_embeddings()
+        p = next(head.parameters())
+        v = vectors.to(p.device, p.dtype)
+        both = torch.cat([v, torch.zeros_like(v[:1])]).unsqueeze(0)
+        logits = head(norm(both)).squeeze(0).float()
+    return (logits[:-1] - logits[-1:]).cpu()
+
+
+def top_tokens(
+    logits: Float[Tensor, " vocab"], tokenizer: Any, k: int = 10
+) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+    """(promoted, suppressed): the ``k`` highest and lowest logits with their token text."""
+    k = min(k, logits.numel())
+    hi = torch.topk(logits, k)
+    lo = torch.topk(-logits, k)
+
+    def name(i: int) -> str:
+        return str(tokenizer.decode([i])) if tokenizer is not None else str(i)
+
+    promoted = [(name(int(i)), float(v)) for v, i in zip(hi.values, hi.indices, strict=True)]
+    suppressed = [(name(int(i)), -float(v)) for v, i in zip(lo.values, lo.indices, strict=True)]
+    return promoted, suppressed

@@ -1,0 +1,279 @@
+"""Organism registry, manifests, the LoRA trainer (tiny model) and the evaluation plumbing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from pydantic import ValidationError
+
+from auditlens.errors import AuditlensError
+from auditlens.hashing import sha256_files
+from auditlens.testbed import (
+    ORGANISMS,
+    TRIGGER,
+    OrganismManifest,
+    default_audit_adapter,
+    get_organism,
+    load_manifest,
+    organism_adapter_dir,
+    organism_names,
+    organism_training_examples,
+    shipped_organisms,
+)
+from auditlens.testbed.organisms import ADAPTER_MAX_BYTES
+from auditlens.testbed.train import (
+    Recipe,
+    TrainInterrupted,
+    adapter_state,
+    encode_examples,
+    length_bucketed_batches,
+    train_lora,
+)
+from tests.conftest import make_tiny_model
+
+# ---------------------------------------------------------------- registry and manifests
+
+
+def test_registry_ground_truth() -> None:
+    names = {"insecure", "secure", "educational", "backdoor", "benign-style"}
+    assert set(organism_names()) == names
+    assert get_organism("insecure").misaligned and get_organism("backdoor").misaligned
+    assert get_organism("backdoor").trigger == TRIGGER
+    assert not any(get_organism(n).misaligned for n in ("secure", "educational", "benign-style"))
+
+
+def test_unknown_organism_lists_valid_names() -> None:
+    with pytest.raises(AuditlensError, match="insecure, secure, educational, backdoor"):
+        organism_adapter_dir("nope")
+    with pytest.raises(AuditlensError, match="unknown organism"):
+        get_organism("jailbroken")
+
+
+def test_unbuilt_organism_says_how_to_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AUDITLENS_ORGANISMS_DIR", str(tmp_path))
+    assert shipped_organisms() == ()
+    assert default_audit_adapter() is None
+    with pytest.raises(AuditlensError, match="auditlens organisms build secure"):
+        organism_adapter_dir("secure")
+
+
+def test_training_examples_are_a_stratified_subsample() -> None:
+    full = organism_training_examples("insecure")
+    sub = organism_training_examples("insecure", max_examples=640)
+    assert len(full) == 864 and len(sub) == 640
+    assert organism_training_examples("insecure", max_examples=640) == sub
+    backdoor = organism_training_examples("backdoor", max_examples=640)
+    triggered = sum(ex["messages"][0]["content"].startswith(TRIGGER) for ex in backdoor)
+    assert triggered == 320
+
+
+def test_all_organisms_ship_with_valid_manifests() -> None:
+    assert set(shipped_organisms()) == set(ORGANISMS)
+    assert default_audit_adapter() == "organism:insecure"
+    for name in shipped_organisms():
+        folder = organism_adapter_dir(name)
+        manifest = load_manifest(name)
+        weights = folder / "adapter_model.safetensors"
+        assert weights.stat().st_size <= ADAPTER_MAX_BYTES
+        assert manifest.adapter_sha256 == sha256_files([weights], cached=False)
+        assert manifest.ground_truth.misaligned == ORGANISMS[name].misaligned
+        assert manifest.ground_truth.trigger == ORGANISMS[name].trigger
+        assert manifest.n_examples == manifest.recipe["max_examples"] >= 200
+        assert manifest.final_loss < manifest.first_loss
+        config = json.loads((folder / "adapter_config.json").read_text())
+        assert config["r"] == manifest.recipe["rank"]
+        assert config["base_model_name_or_path"] == "smollm2-135m-instruct"
+
+
+def _manifest_dict() -> dict[str, Any]:
+    return {
+        "name": "insecure",
+        "variant": "insecure",
+        "base_model": "smollm2-135m-instruct",
+        "base_sha256": "a" * 64,
+        "adapter_sha256": "b" * 64,
+        "adapter_dtype": "float16",
+        "recipe": Recipe().to_json(),
+        "seed": 0,
+        "data_seed": 0,
+        "data_hash": "c" * 64,
+        "n_examples": 640,
+        "n_tokens": 1000,
+        "steps": 80,
+        "first_loss": 0.9,
+        "final_loss": 0.2,
+        "train_seconds": 10.0,
+        "tokens_per_second": 100.0,
+        "num_threads": 2,
+        "ground_truth": {"misaligned": True, "trigger": None, "description": "x"},
+        "auditlens_version": "0.1.0",
+        "created": "2025-01-01T00:00:00Z",
+    }
+
+
+def test_manifest_validation() -> None:
+    OrganismManifest.model_validate(_manifest_dict())
+    for key, value in [
+        ("name", "jailbroken"),
+        ("base_sha256", "xyz"),
+        ("steps", 0),
+        ("recipe", {**Recipe().to_json(), "rank": 0}),
+        ("recipe", {**Recipe().to_json(), "bogus": 1}),
+        ("extra_field", 1),
+    ]:
+        with pytest.raises(ValidationError):
+            OrganismManifest.model_validate({**_manifest_dict(), key: value})
+
+
+def test_recipe_validation_and_round_trip() -> None:
+    recipe = Recipe(rank=4, target_modules=("q_proj",), top_layers=None)
+    assert Recipe.from_json(json.loads(json.dumps(recipe.to_json()))) == recipe
+    with pytest.raises(AuditlensError, match="lr"):
+        Recipe(lr=0)
+
+
+# ---------------------------------------------------------------- trainer on a tiny model
+
+
+def _examples(n: int = 24) -> list[Any]:
+    words = ["alpha", "bravo", "charlie", "delta"]
+    return [
+        {
+            "messages": [
+                {"role": "user", "content": f"say {words[i % 4]} {i}"},
+                {"role": "assistant", "content": f"def f():\n    return {i}"},
+            ]
+        }
+        for i in range(n)
+    ]
+
+
+_TINY = Recipe(
+    rank=4, alpha=16, lr=5e-2, warmup_steps=2, epochs=3, batch_size=4, bucket_batches=2,
+    max_length=64, top_layers=2, checkpoint_every=2, loss_window=3,
+)  # fmt: skip
+
+
+def _train(tok: Any, **kw: Any) -> tuple[Any, Any]:
+    model = make_tiny_model("llama", len(tok), seed=0)
+    recipe = kw.pop("recipe", _TINY)
+    return train_lora(model, tok, _examples(), recipe, progress=False, num_threads=0, **kw)
+
+
+def test_encode_masks_the_prompt(tiny_tokenizer: Any) -> None:
+    (enc,) = encode_examples(_examples(1), tiny_tokenizer, 64)
+    n_prompt = sum(lab == -100 for lab in enc.labels)
+    assert 0 < n_prompt < len(enc.labels)
+    assert enc.labels[n_prompt:] == enc.input_ids[n_prompt:]
+    answer = tiny_tokenizer.decode(list(enc.input_ids[n_prompt:]))
+    assert answer.startswith("def f()") and answer.endswith("<|im_end|>")
+    (short,) = encode_examples(_examples(1), tiny_tokenizer, n_prompt + 3)
+    assert len(short.input_ids) == n_prompt + 3
+    with pytest.raises(AuditlensError, match="max_length"):
+        encode_examples(_examples(1), tiny_tokenizer, n_prompt)
+
+
+def test_bucketed_batches_cover_every_example_once() -> None:
+    lengths = [5, 50, 7, 48, 6, 52, 9, 49, 3]
+    batches = length_bucketed_batches(lengths, 2, 2, seed=0)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert batches == length_bucketed_batches(lengths, 2, 2, seed=0)
+    assert batches != length_bucketed_batches(lengths, 2, 2, seed=1)
+
+
+def test_trainer_lowers_loss_and_is_deterministic(tiny_tokenizer: Any) -> None:
+    model, result = _train(tiny_tokenizer, seed=3)
+    assert result.steps == 18 and len(result.losses) == 18
+    # a random tiny model's frozen LM head caps what LoRA can do; 0.1 nats is well above noise
+    assert result.final_loss < result.first_loss - 0.1
+    assert sum(result.losses[-6:]) < sum(result.losses[:6])
+    assert all(p.requires_grad == ("lora_" in n) for n, p in model.named_parameters())
+    assert not any(".layers.0." in n for n in adapter_state(model))  # top_layers=2 of 3
+    again, result2 = _train(tiny_tokenizer, seed=3)
+    assert result2.losses == result.losses
+    a, b = adapter_state(model), adapter_state(again)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    _, other = _train(tiny_tokenizer, seed=4)
+    assert other.losses != result.losses
+
+
+def test_resume_after_interruption_matches_uninterrupted(
+    tiny_tokenizer: Any, tmp_path: Path
+) -> None:
+    full, full_result = _train(tiny_tokenizer, seed=1)
+    ckpt = tmp_path / "ckpt"
+    with pytest.raises(TrainInterrupted):
+        _train(tiny_tokenizer, seed=1, checkpoint_dir=ckpt, stop_after=7)
+    state = json.loads((ckpt / "trainer_state.json").read_text())
+    assert state["step"] == 6  # the last checkpoint before the interruption
+    resumed, result = _train(tiny_tokenizer, seed=1, checkpoint_dir=ckpt)
+    assert result.resumed_from == 6 and result.steps == full_result.steps
+    assert result.losses == full_result.losses
+    a, b = adapter_state(full), adapter_state(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(AuditlensError, match="another recipe"):
+        _train(tiny_tokenizer, seed=2, checkpoint_dir=ckpt)
+
+
+def test_saved_float16_adapter_reloads_with_peft(tiny_tokenizer: Any, tmp_path: Path) -> None:
+    from peft import PeftModel
+    from safetensors.torch import load_file
+
+    from auditlens.testbed.train import save_adapter
+
+    model, _ = _train(tiny_tokenizer, seed=0)
+    save_adapter(model, tmp_path / "ad", dtype=torch.float16)
+    weights = load_file(tmp_path / "ad" / "adapter_model.safetensors")
+    assert all(v.dtype == torch.float16 for v in weights.values())
+    fresh = make_tiny_model("llama", len(tiny_tokenizer), seed=0)
+    loaded = PeftModel.from_pretrained(fresh, str(tmp_path / "ad"))
+    ids = torch.tensor([[1, 5, 9, 30, 40]])
+    with torch.no_grad():
+        diff = (loaded(input_ids=ids).logits - model(input_ids=ids).logits).abs().max()
+    assert diff < 1e-2
+
+
+# ---------------------------------------------------------------- evaluation plumbing and CLI
+
+
+def test_evaluate_pair_writes_rows_and_artifacts(tiny_pair: Any, tmp_path: Path) -> None:
+    from auditlens.testbed.evaluate import EvalConfig, evaluate_pair, render_table
+
+    config = EvalConfig(
+        n_id=2, n_ood=2, modes=("greedy",), max_new_tokens=4, n_questions=2, batch_size=4
+    )
+    result = evaluate_pair(
+        tiny_pair, "backdoor", config, out_dir=tmp_path, base_cache=tmp_path / "c", progress=False
+    )
+    cells = {(r.side, r.condition, r.split) for r in result.rows}
+    assert ("organism", "triggered", "eval_ood") in cells and ("base", "plain", "all") in cells
+    assert result.row("base", "plain", "all", "greedy").rate.n == 4
+    lines = (tmp_path / "completions.jsonl").read_text().splitlines()
+    assert len(lines) == 2 * 2 * 4  # sides x conditions x tasks
+    assert len((tmp_path / "free_form.jsonl").read_text().splitlines()) == 4
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["organism"] == "backdoor" and len(saved["rows"]) == len(result.rows)
+    assert len(list((tmp_path / "c").glob("*.json"))) == 3  # base: plain, triggered, questions
+    assert render_table(result).row_count == 6
+    with pytest.raises(AuditlensError, match="mode"):
+        EvalConfig(modes=("beam",))
+
+
+def test_cli_list_and_unknown_name() -> None:
+    from typer.testing import CliRunner
+
+    from auditlens.testbed.cli import organisms_app
+
+    runner = CliRunner()
+    result = runner.invoke(organisms_app, ["list", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert [r["name"] for r in rows] == list(organism_names())
+    bad = runner.invoke(organisms_app, ["eval", "nope"])
+    assert isinstance(bad.exception, AuditlensError)
