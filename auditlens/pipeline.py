@@ -32,26 +32,51 @@ BudgetName = Literal["fast", "standard", "thorough"]
 
 @dataclass(frozen=True)
 class Budget:
-    """How much work an audit may do."""
+    """How much work an audit may do: tokens harvested, training steps and generations."""
 
     name: str
     n_prompts: int
-    """Generic prompts scanned for activation differences and KL."""
+    """Generic prompts scanned for activation differences, KL, ADL and the crosscoder."""
     max_length: int
     """Tokens per prompt (longer prompts are truncated)."""
     batch_size: int
     """Prompts per forward pass."""
+    n_code_tasks: int = 16
+    """Held-out testbed code tasks (half in-distribution families, half held-out families)."""
+    n_questions: int = 8
+    """Free-form (emergent-misalignment) questions."""
+    max_new_tokens: int = 96
+    """Tokens per generation."""
+    crosscoder_steps: int = 300
+    """Crosscoder training steps at the most-changed site."""
+    crosscoder_latents: int = 1024
+    """Crosscoder dictionary size."""
+    melbo_vectors: int = 8
+    """MELBO steering vectors trained (and as many matched random controls)."""
+    melbo_steps: int = 60
+    """MELBO optimisation steps."""
+    adversary_prompts: int = 8
+    """Code tasks the adversary's perturbations are scored on."""
 
     def __post_init__(self) -> None:
-        if min(self.n_prompts, self.max_length, self.batch_size) < 1:
+        values = [v for v in asdict(self).values() if isinstance(v, int)]
+        if min(values) < 1:
             raise AuditlensError(f"budget {self.name!r} has a non-positive setting")
 
 
 BUDGETS: dict[str, Budget] = {
     "fast": Budget("fast", n_prompts=32, max_length=128, batch_size=8),
-    "standard": Budget("standard", n_prompts=64, max_length=256, batch_size=8),
-    "thorough": Budget("thorough", n_prompts=96, max_length=512, batch_size=8),
-}
+    "standard": Budget(
+        "standard", n_prompts=64, max_length=256, batch_size=8, n_code_tasks=32,
+        n_questions=16, max_new_tokens=128, crosscoder_steps=1000, crosscoder_latents=2048,
+        melbo_vectors=16, melbo_steps=100, adversary_prompts=16,
+    ),
+    "thorough": Budget(
+        "thorough", n_prompts=96, max_length=512, batch_size=8, n_code_tasks=64,
+        n_questions=32, max_new_tokens=160, crosscoder_steps=3000, crosscoder_latents=4096,
+        melbo_vectors=32, melbo_steps=150, adversary_prompts=32,
+    ),
+}  # fmt: skip
 
 
 class StepOutput(BaseModel):
