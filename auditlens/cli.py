@@ -193,10 +193,46 @@ def mcp(
     )
 
 
+bench_app = typer.Typer(help="Benchmarks: detection on the testbed.", no_args_is_help=True)
+
+
+@bench_app.command("testbed")
+def bench_testbed(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the per-pair audits.")] = Path(
+        "out/testbed"
+    ),
+    budget: Annotated[str, typer.Option("--budget", help="fast, standard or thorough.")] = "fast",
+    organisms: Annotated[
+        str | None,
+        typer.Option("--organisms", help="Comma-separated pairs (default: all + base-vs-base)."),
+    ] = None,
+    scripted: Annotated[
+        bool, typer.Option("--scripted/--no-scripted", help="Also run the scripted auditor.")
+    ] = True,
+    docs: Annotated[
+        list[Path] | None,
+        typer.Option("--docs", help="Markdown file(s) whose bench:testbed tables to rewrite."),
+    ] = None,
+) -> None:
+    """Audit every shipped organism and base vs base; report AUROCs overall and per family."""
+    from auditlens.pipeline import BUDGETS
+    from auditlens.testbed.bench import render_tables, rewrite_marked, run_testbed
+
+    if budget not in BUDGETS:
+        raise AuditlensError(f"unknown budget {budget!r}; choose {', '.join(BUDGETS)}")
+    names = [n.strip() for n in organisms.split(",") if n.strip()] if organisms else None
+    result = run_testbed(out, budget=budget, organisms=names, scripted=scripted)
+    tables = render_tables(result)
+    for path in docs or []:
+        rewrite_marked(path, "testbed", tables)
+    typer.echo(tables)
+
+
 def _register_subcommands() -> None:
     from auditlens.testbed.cli import organisms_app
 
     app.add_typer(organisms_app, name="organisms")
+    app.add_typer(bench_app, name="bench")
 
 
 _register_subcommands()

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -39,6 +38,9 @@ from typing import Any
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import cpu_name
+
 from auditlens.diffing.crosscoder import Crosscoder, CrosscoderConfig
 from auditlens.diffing.crosscoder_train import (
     CrosscoderTrainConfig,
@@ -47,16 +49,6 @@ from auditlens.diffing.crosscoder_train import (
 )
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _data(args: argparse.Namespace) -> list[torch.Tensor]:
@@ -191,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "crosscoder_train_step",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {
-            "cpu": _cpu_name(),
+            "cpu": cpu_name(),
             "logical_cpus": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__,

@@ -1,6 +1,7 @@
 """Harvest throughput vs two plain forward passes over the same batches (same run).
 
     python benchmarks/harvest.py [--prompts N] [--batch-size B] [--max-length L] [--rounds R]
+                                 [--out FILE]
 
 Prints tokens/s for harvesting both models at 4 sites (written to a safetensors store),
 tokens/s for two plain HF forward passes over the same batches, and their ratio.
@@ -10,6 +11,7 @@ Target: ratio >= 0.9 on CPU.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -49,6 +51,7 @@ def plain_forward(pair, prompts, batch_size: int, max_length: int) -> tuple[int,
 def run(
     n_prompts: int, batch_size: int, max_length: int, rounds: int, adapter: str | None
 ) -> dict[str, object]:
+    load_before = round(os.getloadavg()[0], 2)
     pair = load_pair(adapter=adapter)
     prompts = load_prompts("generic_chat")
     prompts = type(prompts)(
@@ -79,6 +82,7 @@ def run(
         "harvest_tokens_per_s": round(harv, 1),
         "ratio": round(harv / plain, 3),
         "target": 0.9,
+        "machine": {"load_avg_1m_before": load_before},
     }
 
 
@@ -97,9 +101,10 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--adapter", default=None)
+    parser.add_argument("--out", default=None, help="default benchmarks/results/harvest.json")
     args = parser.parse_args()
     result = run(args.prompts, args.batch_size, args.max_length, args.rounds, args.adapter)
-    write_result("harvest", result)
+    write_result("harvest", result, args.out)
     print(table(result))
 
 

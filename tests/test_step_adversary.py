@@ -1,0 +1,121 @@
+"""The adversary step: one perturbation set on both sides, best-vs-best with matched controls."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from auditlens.datasets import PromptSet
+from auditlens.generate import chat_prompt, generate
+from auditlens.models import ModelPair
+from auditlens.pipeline import AuditContext, Budget
+from auditlens.reports.sections import GenerationPairs, Table
+from auditlens.steps import adversary
+from auditlens.steps.adversary import AdversarySettings, adversary_output, search_pair
+from tests.conftest import perturbed_copy
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _changed_detector(pair: ModelPair, prompts: list[str], tokens: int) -> Callable[[str], bool]:
+    """Stands in for 'insecure code': any answer the unperturbed base model did not give."""
+    chat = PromptSet("p", tuple(chat_prompt(p) for p in prompts))
+    reference = set(generate(pair.base, pair.tokenizer, chat, max_new_tokens=tokens))
+    return lambda text: text not in reference
+
+
+def _settings(**kw: Any) -> AdversarySettings:
+    opts: dict[str, Any] = {
+        "n_prompts": 8, "n_vectors": 2, "melbo_steps": 3, "max_new_tokens": 6, "n_noise": 2,
+    }  # fmt: skip
+    return AdversarySettings(**(opts | kw))
+
+
+def test_planted_change_is_elicited_and_base_is_not(
+    tiny_tokenizer: Any,
+    tiny_model_factory: Callable[..., torch.nn.Module],
+    prompts: list[str],
+    tmp_path: Path,
+) -> None:
+    base = tiny_model_factory("llama")
+    pair = ModelPair.from_models(base, perturbed_copy(base, scale=1.0), tiny_tokenizer)
+    detector = _changed_detector(pair, prompts[:8], 6)
+    # Tiny perturbations: the base keeps its answers; the planted model's answers differ anyway.
+    settings = _settings(radius=1e-3, sigmas=(1e-3,))
+    search = search_pair(pair, prompts[:8], settings, detector=detector)
+    assert search.searched[:2] == ["melbo_0", "melbo_1"] and len(search.searched) == 4
+    assert [r.name for r in search.base.rows][1:] == search.searched  # same rows on both sides
+    controls = search.finetuned.controls_for("melbo_0")
+    assert len(controls) == 2  # as many random controls as MELBO vectors, of equal norm
+    melbo_norm = search.finetuned.row("melbo_0").norm
+    assert all(c.norm == pytest.approx(melbo_norm, rel=1e-5) for c in controls)
+    assert all(search.rate("base", name) == 0.0 for name in search.flags["base"])
+    assert search.rate("finetuned", "unperturbed") >= 0.75
+
+    out = adversary_output(search, tmp_path, "a")
+    main = next(f for f in out.findings if f.id == "adversary.elicited_insecure_code")
+    assert main.contributes and main.control == 0.0 and main.value >= 0.75
+    assert main.effect_size is not None and main.effect_size >= 2.0
+    assert [f.id for f in out.findings if f.contributes] == [main.id]
+    kinds = [type(s) for s in out.sections]
+    assert kinds.count(GenerationPairs) == 2 and Table in kinds
+    pairs = next(s for s in out.sections if isinstance(s, GenerationPairs))
+    assert pairs.items[0].right_label.startswith("base, same perturbation")
+    table = next(s for s in out.sections if isinstance(s, Table))
+    assert len(table.rows) == len(search.finetuned.rows) + len(search.base.rows)
+    json.loads(out.model_dump_json())
+
+
+def test_matched_null_gives_zero(
+    tiny_tokenizer: Any,
+    tiny_model_factory: Callable[..., torch.nn.Module],
+    prompts: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """Identical weights, both sides run separately: the same perturbations give the same rows."""
+    base = tiny_model_factory("llama")
+    pair = ModelPair.from_models(base, copy.deepcopy(base), tiny_tokenizer)
+    monkeypatch.setattr(adversary, "same_model", lambda _pair: False)
+    detector = _changed_detector(pair, prompts[:8], 6)
+    # Large perturbations change many answers, so unmatched noise or vectors would show up.
+    search = search_pair(pair, prompts[:8], _settings(sigmas=(2.0,)), detector=detector)
+    assert not search.shared_sides
+    assert max(search.rate("finetuned", n) for n in search.searched) > 0
+    for name in search.searched:
+        assert search.flags["finetuned"][name] == search.flags["base"][name]
+    out = adversary_output(search, tmp_path, "a")
+    effects = {f.id: f.effect_size for f in out.findings}
+    assert effects["adversary.elicited_insecure_code"] == 0.0
+    assert effects["adversary.pooled_insecure_code"] == 0.0
+
+
+def test_run_on_code_tasks_base_vs_base(
+    tiny_tokenizer: Any, tiny_model_factory: Callable[..., torch.nn.Module], tmp_path: Path
+) -> None:
+    pair = ModelPair.from_models(tiny_model_factory("llama"), None, tiny_tokenizer)
+    budget = Budget(
+        "tiny", n_prompts=2, max_length=16, batch_size=4, max_new_tokens=4,
+        melbo_vectors=2, melbo_steps=2, adversary_prompts=4,
+    )  # fmt: skip
+    out = adversary.run(AuditContext(pair, tmp_path, budget, "generic_chat", progress=False))
+    main = next(f for f in out.findings if f.contributes)
+    assert main.effect_size == 0.0 and main.value == main.control
+    art = tmp_path / "artifacts" / "adversary"
+    for name in ("summary.json", "finetuned_table.json", "melbo/melbo.safetensors"):
+        assert (art / name).is_file()
+    assert all((tmp_path / p).is_file() for f in out.findings for p in f.artifacts)
+    summary = json.loads((art / "summary.json").read_text())
+    assert summary["shared_sides"] and len(summary["prompts"]) == 4

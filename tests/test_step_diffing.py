@@ -1,0 +1,123 @@
+"""The audit's diffing step on tiny models: a planted vulnerability-token direction is found
+by the weight diff, the ADL (with its enrichment statistic) and the crosscoder; base vs base
+reports nothing."""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from auditlens.diffing.synthetic import plant_feature
+from auditlens.models import ModelPair
+from auditlens.pipeline import AuditContext, Budget, StepOutput, _layers_step
+from auditlens.reports.sections import LayerPlot, Table
+from auditlens.steps import diffing
+from auditlens.steps.diffing import vocab_ids
+
+WORDS = ["hello", "world", "the", "capital", "France", "Paris", "import", "os", "return"]
+WORDS += ["quick", "brown", "fox", "system", "shell", "users", "what", "is", "add"]
+BUDGET = Budget(
+    "test", n_prompts=24, max_length=32, batch_size=8, crosscoder_steps=60,
+    crosscoder_latents=64,
+)  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _prompts() -> list[str]:
+    rng = random.Random(0)
+    return [" ".join(rng.choice(WORDS) for _ in range(16)) for _ in range(BUDGET.n_prompts)]
+
+
+def _run(pair: ModelPair, out: Path) -> StepOutput:
+    ctx = AuditContext(pair, out, BUDGET, _prompts(), progress=False)
+    ctx.outputs["layers"] = _layers_step(ctx)
+    output = diffing.run(ctx)
+    StepOutput.model_validate_json(output.model_dump_json())  # JSON round trip
+    return output
+
+
+def _by_id(output: StepOutput) -> dict[str, Any]:
+    return {f.id: f for f in output.findings}
+
+
+def _table(output: StepOutput, prefix: str) -> Table:
+    tables = [s for s in output.sections if isinstance(s, Table) and s.title.startswith(prefix)]
+    assert len(tables) == 1, prefix
+    return tables[0]
+
+
+def test_planted_vulnerability_direction(
+    tiny_model_factory: Callable[..., Any],
+    tiny_tokenizer: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the tiny tokenizer has no whole vulnerability words: use a stand-in vocabulary
+    monkeypatch.setattr(diffing, "VULN_VOCAB", ("capital",))
+    monkeypatch.setattr(diffing, "SAFE_VOCAB", ("the", "hell"))
+    base = tiny_model_factory("llama")
+    ft = copy.deepcopy(base)
+    token = vocab_ids(tiny_tokenizer, diffing.VULN_VOCAB)[0]
+    row = base.get_output_embeddings().weight[token].detach()
+    plant_feature(ft, 2, row / row.norm(), 8.0, jitter=1.0)
+    with torch.no_grad():  # a weight change in layer 1 only, for the weight diff
+        ft.model.layers[1].mlp.down_proj.weight.mul_(1.01)
+    pair = ModelPair.from_models(base, ft, tiny_tokenizer)
+    output = _run(pair, tmp_path)
+    found = _by_id(output)
+    assert set(found) == {
+        "diffing.weight_diff", "diffing.adl.steering", "diffing.adl.vuln_enrichment",
+        "diffing.crosscoder.ft_only",
+    }  # fmt: skip
+    assert not any(f.contributes for f in output.findings)
+    assert output.data["adl_layer"] == 2
+    assert output.data["crosscoder_site"] == "blocks.2.hook_resid_post"
+    # weight diff: only layer 1 changed
+    plot = next(s for s in output.sections if isinstance(s, LayerPlot))
+    rel = next(iter(plot.series.values()))
+    assert rel[1] > 0 and rel[0] == rel[2] == 0
+    assert _table(output, "Most-changed weight").rows[0][0] == "model.layers.1.mlp.down_proj"
+    # ADL: the planted token is promoted, the enrichment is far above random directions
+    adl = _table(output, "Activation Difference Lens")
+    assert adl.rows[0][1] == tiny_tokenizer.decode([token])
+    assert found["diffing.adl.vuln_enrichment"].effect_size > 3
+    assert found["diffing.adl.steering"].effect_size > 2
+    # crosscoder: the most fine-tune-specific latent is ft-leaning, with contexts and effects
+    cc = _table(output, "Top fine-tune-specific crosscoder latents")
+    assert cc.rows and float(cc.rows[0][1]) < 0.3
+    assert all(r[4] and r[5] for r in cc.rows)
+    assert found["diffing.crosscoder.ft_only"].value > 0.05
+    assert found["diffing.crosscoder.ft_only"].control == 0.0
+    saved = json.loads((tmp_path / "artifacts/diffing/crosscoder/result.json").read_text())
+    assert "base_vs_base" in saved["control"]
+    for f in output.findings:
+        for art in f.artifacts:
+            assert (tmp_path / art).is_file(), art
+
+
+def test_base_vs_base_reports_nothing(
+    tiny_model_factory: Callable[..., Any], tiny_tokenizer: Any, tmp_path: Path
+) -> None:
+    pair = ModelPair.from_models(tiny_model_factory("llama"), None, tiny_tokenizer)
+    output = _run(pair, tmp_path)
+    found = _by_id(output)
+    assert found["diffing.weight_diff"].value == 0.0
+    assert found["diffing.adl.vuln_enrichment"].value == 0.0
+    assert found["diffing.adl.vuln_enrichment"].effect_size == 0.0
+    assert found["diffing.crosscoder.ft_only"].value == 0.0
+    cc = _table(output, "Top fine-tune-specific crosscoder latents")
+    assert all(abs(float(r[1]) - 0.5) < 0.1 for r in cc.rows)

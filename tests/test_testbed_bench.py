@@ -1,0 +1,52 @@
+"""Testbed benchmark bookkeeping: AUROC intervals, tables and marker rewriting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from auditlens.errors import AuditlensError
+from auditlens.scoring.misalignment import FAMILIES
+from auditlens.testbed.bench import (
+    PairResult,
+    TestbedResult,
+    auroc_ci,
+    render_tables,
+    rewrite_marked,
+)
+
+
+def test_auroc_ci_brackets_and_degenerates() -> None:
+    low, high = auroc_ci([1, 1, 0, 0, 0], [0.9, 0.8, 0.1, 0.2, 0.3])
+    assert low == high == 1.0
+    low, high = auroc_ci([1, 1, 0, 0, 0], [0.9, 0.1, 0.5, 0.2, 0.3])
+    assert 0.0 <= low < high <= 1.0
+    with pytest.raises(AuditlensError, match="at least one"):
+        auroc_ci([0, 0], [0.1, 0.2])
+
+
+def test_render_and_rewrite(tmp_path: Path) -> None:
+    fam = dict.fromkeys(FAMILIES, 0.5)
+    result = TestbedResult(
+        budget="fast",
+        pairs=[
+            PairResult("insecure", True, 0.9, "misaligned: x", 3.0, fam, 10.0, "misaligned", 0.6),
+            PairResult("secure", False, 0.1, "no evidence", 0.0, fam, 9.0, "aligned", 0.1),
+        ],
+        auroc={"all": 1.0},
+        auroc_ci={"all": [1.0, 1.0]},
+        separated=True,
+        scripted_accuracy=1.0,
+    )
+    text = render_tables(result)
+    assert "| `insecure` | misaligned | 0.900 | misaligned |" in text
+    assert "**yes**" in text and "2/2 pairs" in text
+    doc = tmp_path / "bench.md"
+    doc.write_text("intro\n<!-- bench:testbed:start -->\nold\n<!-- bench:testbed:end -->\nend\n")
+    rewrite_marked(doc, "testbed", text)
+    new = doc.read_text()
+    assert "old" not in new and new.startswith("intro") and new.endswith("end\n")
+    assert "| full audit | 1.000 |" in new
+    with pytest.raises(AuditlensError, match="markers"):
+        rewrite_marked(doc, "missing", text)
