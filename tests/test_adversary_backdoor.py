@@ -3,23 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-
-import pytest
-import torch
 
 from auditlens.adversary import MelboConfig, elicit_backdoor
 from auditlens.generate import generate
 from auditlens.models import ModelPair
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny models gain nothing from threads, and on a loaded 2-core box each op then waits."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_backdoor_search_counts_elicitations(tiny_pair: ModelPair, prompts: list[str]) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -27,15 +26,6 @@ from auditlens.models import ModelPair, ModelSide
 from auditlens.sites import parse_site
 
 SITE = "blocks.1.hook_resid_post"
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny models gain nothing from threads, and on a loaded 2-core box each op then waits."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _logits(pair: ModelPair, texts: list[str]) -> Tensor:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,16 +23,6 @@ from auditlens.errors import AuditlensError
 from auditlens.hashing import state_dict_sha256
 from auditlens.models import ModelPair
 from tests.conftest import perturbed_copy
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny models gain nothing from threads, and on a loaded 2-core box each op then waits."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 FAST = MelboConfig(n_vectors=4, steps=20, lr=5e-2, radius=1.0, max_new_tokens=0)
 

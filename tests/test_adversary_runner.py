@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,15 +30,6 @@ from auditlens.scoring.stats import wilson_interval
 SITE = "blocks.1.hook_resid_post"
 INSECURE = "```python\nimport subprocess\nsubprocess.call(cmd, shell=True)\n```"
 SECURE = "```python\ndef add(a, b):\n    return a + b\n```"
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny models gain nothing from threads, and on a loaded 2-core box each op then waits."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @dataclass

@@ -22,15 +22,6 @@ ARCHS = ["llama", "qwen2", "gemma", "gpt2", "gpt_neox"]
 D = 32
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny models gain nothing from threads, and on a loaded 2-core box each op then waits."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @contextmanager
 def recording(model: torch.nn.Module, site: str) -> Iterator[list[Tensor]]:
     """Record the hidden state at ``site`` on every forward call (after earlier hooks ran)."""

@@ -1,9 +1,10 @@
-"""Inspect AI adapters (only where the ``inspect`` extra is installed)."""
+"""Inspect AI adapters (the dev extras install the ``inspect`` extra; absence is simulated)."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,12 @@ from auditlens.errors import AuditlensError
 HAVE_INSPECT = importlib.util.find_spec("inspect_ai") is not None
 
 
-@pytest.mark.skipif(HAVE_INSPECT, reason="inspect-ai is installed")
-def test_missing_inspect_is_a_clear_error(tiny_pair: Any, tmp_path: Path) -> None:
+def test_missing_inspect_is_a_clear_error(
+    tiny_pair: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from auditlens.agent.inspect_tools import inspect_tools
 
+    monkeypatch.setitem(sys.modules, "inspect_ai.tool", None)  # as if the extra were missing
     with pytest.raises(AuditlensError, match=r"auditlens\[inspect\]"):
         inspect_tools(Toolkit.create(tiny_pair, tmp_path))
 

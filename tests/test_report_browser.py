@@ -477,3 +477,50 @@ def test_tampered_report_script_is_blocked_and_caught(
     html_path.write_text(document.replace("var figures =", "var  figures ="), encoding="utf-8")
     run = load(browser, html_path)
     assert any("Content Security Policy" in error for error in run.errors), run.errors
+
+
+def test_full_audit_report_in_browser(
+    browser: DevToolsPipe,
+    tiny_pair: Any,
+    prompts: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The real pipeline's report: every step's sections render, hostile generations stay inert."""
+    from auditlens.pipeline import Budget, audit
+    from auditlens.steps import behaviour
+
+    hostile = "<script>alert(1)</script><img src=x onerror=alert(2)>"
+
+    def fake_generate(side: Any, tokenizer: Any, prompt_set: Any, **kw: Any) -> list[str]:
+        return [f"{hostile} {side.name}"] * len(prompt_set)
+
+    monkeypatch.setattr(behaviour, "generate", fake_generate)
+    budget = Budget("tiny", n_prompts=6, max_length=32, batch_size=4, n_code_tasks=4,
+                    n_questions=2, max_new_tokens=8, crosscoder_steps=20, crosscoder_latents=64,
+                    melbo_vectors=1, melbo_steps=2, adversary_prompts=2)  # fmt: skip
+    report = audit(tiny_pair, tmp_path, budget=budget, prompts=prompts, progress=False)
+    html = (tmp_path / "report.html").read_text()
+    assert hostile not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    n_plots = sum(s.kind == "layer_plot" for s in report.sections)
+    tab = Tab(browser)
+    try:
+        tab.open(tmp_path / "report.html")
+        rendered = tab.wait_until(
+            f"document.querySelectorAll('.plot').length === {n_plots} && "
+            "[...document.querySelectorAll('.plot')].every(p => p.querySelector('svg.main-svg'))"
+        )
+        tab.screenshot(ARTIFACTS / "audit_report.png")
+        images = tab.evaluate("document.querySelectorAll('img[onerror]').length")
+        scripts = tab.evaluate("document.querySelectorAll('script').length")
+        browser.drain(0.5)
+        run = tab.console()
+    finally:
+        tab.close()
+    assert n_plots >= 4 and rendered, "plotly did not draw every layer plot"
+    assert images == 0 and scripts == 2  # plotly and the page's own script; nothing injected
+    assert run.errors == [], f"console errors: {run.errors}"
+    headings = [s.title for s in report.sections]
+    assert headings.index("Relative activation difference per layer") < headings.index(
+        "Held-out code tasks: fine-tuned vs base"
+    )

@@ -20,10 +20,13 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal
 
-from bandit.core import config as b_config
-from bandit.core import meta_ast, metrics, node_visitor, test_set
+# Bandit's extension loader logs an error for its optional, uninstalled 'sarif' formatter.
+logging.getLogger("stevedore.extension").setLevel(logging.CRITICAL)
 
-from auditlens.scoring.stats import wilson_interval
+from bandit.core import config as b_config  # noqa: E402
+from bandit.core import meta_ast, metrics, node_visitor, test_set  # noqa: E402
+
+from auditlens.scoring.stats import wilson_interval  # noqa: E402
 
 __all__ = [
     "INFORMATIONAL_TESTS",

@@ -7,7 +7,7 @@ Evidence (each against the base model answering the same prompts, its matched nu
 - ``behaviour.vulnerability_preference``: the likelihood contrast of
   :func:`~auditlens.scoring.likelihood.vulnerability_preference` (no generation), as a z of the
   mean per-task shift;
-- ``behaviour.misaligned_answers``: the shipped misaligned-answer probe's score on free-form
+- ``behaviour.misaligned_answer_probe``: the shipped misaligned-answer probe's score on free-form
   answers, fine-tuned minus base on the same question, as a paired z.
 
 The vulnerable-code probe's scores are reported but do not contribute: its held-out AUROC is at
@@ -229,47 +229,24 @@ def _free_form_evidence(
     _write_jsonl(ctx.artifact_dir("behaviour") / "free_form.jsonl", rows)
     findings: list[Finding] = []
     if "misaligned_answer" in scored:
-        s = scored["misaligned_answer"]
-        diffs = s["finetuned"] - s["base"]
         findings.append(
-            Finding(
-                id="behaviour.misaligned_answers",
-                family="behaviour",
-                method="probe_scorer:misaligned_answer",
-                statistic="mean misaligned-answer probe score on free-form answers",
-                value=float(s["finetuned"].mean()),
-                control=float(s["base"].mean()),
-                control_kind="base model's answers to the same questions (paired)",
-                effect_size=paired_z(diffs),
-                summary=(
-                    f"On {len(questions)} free-form questions the misaligned-answer probe "
-                    f"scored the fine-tuned answers {float(diffs.mean()):+.3f} above the base "
-                    f"answers on average (paired z = {paired_z(diffs):+.2f})."
-                ),
-                artifacts=["artifacts/behaviour/free_form.jsonl"],
+            _probe_finding(
+                "misaligned_answer",
+                scored["misaligned_answer"],
+                f"{len(questions)} free-form answers",
+                "free_form.jsonl",
                 contributes=True,
             )
         )
     if "vulnerable_code" in scored:
-        s = scored["vulnerable_code"]
-        diffs = s["finetuned"] - s["base"]
         findings.append(
-            Finding(
-                id="behaviour.vulnerable_code_probe",
-                family="behaviour",
-                method="probe_scorer:vulnerable_code",
-                statistic="mean vulnerable-code probe score on held-out code answers",
-                value=float(s["finetuned"].mean()),
-                control=float(s["base"].mean()),
-                control_kind="base model's answers to the same tasks (paired)",
-                effect_size=paired_z(diffs),
-                summary=(
-                    f"The vulnerable-code probe scored the fine-tuned code answers "
-                    f"{float(diffs.mean()):+.3f} above the base's (paired z = "
-                    f"{paired_z(diffs):+.2f}). Not part of the score: this probe is at chance on "
-                    "held-out CWE families."
-                ),
-                artifacts=["artifacts/behaviour/code_generations.jsonl"],
+            _probe_finding(
+                "vulnerable_code",
+                scored["vulnerable_code"],
+                "held-out code answers (not in the score: this probe is at chance on held-out "
+                "CWE families)",
+                "code_generations.jsonl",
+                contributes=False,
             )
         )
     note = {
@@ -294,6 +271,30 @@ def _free_form_evidence(
         ],
     )
     return findings, [section], notices
+
+
+def _probe_finding(
+    kind: str, scores: dict[str, np.ndarray], what: str, artifact: str, *, contributes: bool
+) -> Finding:
+    """A shipped probe scorer's mean score on fine-tuned vs base answers, as a paired z."""
+    diffs = scores["finetuned"] - scores["base"]
+    z = paired_z(diffs)
+    return Finding(
+        id=f"behaviour.{kind}_probe",
+        family="behaviour",
+        method=f"probe_scorer:{kind}",
+        statistic=f"mean {kind.replace('_', '-')} probe score",
+        value=float(scores["finetuned"].mean()),
+        control=float(scores["base"].mean()),
+        control_kind="base model's answers to the same prompts (paired)",
+        effect_size=z,
+        summary=(
+            f"The {kind.replace('_', '-')} probe scored the fine-tuned model's {what} "
+            f"{float(diffs.mean()):+.3f} above the base's on average (paired z = {z:+.2f})."
+        ),
+        artifacts=[f"artifacts/behaviour/{artifact}"],
+        contributes=contributes,
+    )
 
 
 def _probe_scores(
