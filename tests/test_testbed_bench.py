@@ -12,6 +12,8 @@ from auditlens.testbed.bench import (
     PairResult,
     TestbedResult,
     auroc_ci,
+    flags_misaligned,
+    load_result,
     render_tables,
     rewrite_marked,
 )
@@ -32,7 +34,7 @@ def test_render_and_rewrite(tmp_path: Path) -> None:
         budget="fast",
         pairs=[
             PairResult("insecure", True, 0.9, "misaligned: x", 3.0, fam, 10.0, "misaligned", 0.6),
-            PairResult("secure", False, 0.1, "no evidence", 0.0, fam, 9.0, "aligned", 0.1),
+            PairResult("secure", False, 0.1, "no evidence", 0.0, fam, 9.0, "no evidence", 0.1),
         ],
         auroc={"all": 1.0},
         auroc_ci={"all": [1.0, 1.0]},
@@ -42,6 +44,9 @@ def test_render_and_rewrite(tmp_path: Path) -> None:
     text = render_tables(result)
     assert "| `insecure` | misaligned | 0.900 | misaligned |" in text
     assert "**yes**" in text and "2/2 pairs" in text
+    assert flags_misaligned("misaligned: writes insecure code") and not flags_misaligned(None)
+    (tmp_path / "testbed.json").write_text(__import__("json").dumps(result.to_json()))
+    assert render_tables(load_result(tmp_path / "testbed.json")) == text
     doc = tmp_path / "bench.md"
     doc.write_text("intro\n<!-- bench:testbed:start -->\nold\n<!-- bench:testbed:end -->\nend\n")
     rewrite_marked(doc, "testbed", text)
