@@ -20,7 +20,9 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.parametrize("command", [[], ["audit"], ["harvest"]])
+@pytest.mark.parametrize(
+    "command", [[], ["audit"], ["harvest"], ["organisms"], ["bench", "testbed"], ["mcp"]]
+)
 def test_help_on_every_command(command: list[str]) -> None:
     proc = _cli(*command, "--help")
     assert proc.returncode == 0 and "Usage" in proc.stdout
