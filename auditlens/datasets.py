@@ -27,6 +27,7 @@ __all__ = [
     "PromptSet",
     "TokenBatch",
     "iter_token_batches",
+    "jsonl_objects",
     "load_prompts",
     "tokenize_prompts",
 ]
@@ -135,16 +136,24 @@ def load_prompts(
     return PromptSet(name or "prompts", tuple(items))
 
 
-def _load_jsonl_text(text: str, where: str, name: str) -> PromptSet:
-    items = []
+def jsonl_objects(text: str, where: str) -> Iterator[tuple[int, Any]]:
+    """Yield ``(line number, parsed object)`` for each non-blank JSONL line.
+
+    A line that does not parse raises :class:`DatasetError` naming ``where`` and the line.
+    """
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as err:
-            raise DatasetError(f"{where}:{lineno}: malformed JSON ({err.msg})") from err
-        items.append(_parse_item(obj, f"{where}:{lineno}"))
+            msg = f"{where}:{lineno}: malformed JSON (invalid JSON: {err.msg})"
+            raise DatasetError(msg) from err
+        yield lineno, obj
+
+
+def _load_jsonl_text(text: str, where: str, name: str) -> PromptSet:
+    items = [_parse_item(obj, f"{where}:{n}") for n, obj in jsonl_objects(text, where)]
     if not items:
         raise DatasetError(f"{where}: no prompts (the file is empty)")
     return PromptSet(name, tuple(items))

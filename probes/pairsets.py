@@ -18,7 +18,7 @@ from typing import Any, Literal
 import numpy as np
 from jaxtyping import Int
 
-from auditlens.datasets import Prompt, PromptSet
+from auditlens.datasets import Prompt, PromptSet, jsonl_objects
 from auditlens.errors import DatasetError
 from auditlens.hashing import sha256_json
 from auditlens.probes._texts import ANSWER_TEMPLATES, DECEPTION_FACTS, DECEPTION_INSTRUCTIONS
@@ -151,15 +151,7 @@ class PairSet:
         text = str(path_or_text)
         if "\n" not in text and Path(text).is_file():
             text = Path(text).read_text(encoding="utf-8")
-        examples = []
-        for lineno, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DatasetError(f"{name}:{lineno}: malformed JSON ({err.msg})") from err
-            examples.append(LabelledExample.from_json(obj))
+        examples = [LabelledExample.from_json(obj) for _, obj in jsonl_objects(text, name)]
         if not examples:
             raise DatasetError(f"pair set {name} is empty")
         return cls(name, positive, negative, tuple(examples))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,15 +14,6 @@ from auditlens.diffing.adl import ADLConfig, ADLResult, activation_difference_le
 from auditlens.diffing.steering import SteeringVector, add_vector
 from auditlens.diffing.synthetic import plant_feature
 from auditlens.models import ModelPair
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 TOKEN = 100
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import pytest
 import torch
 
 from auditlens.diffing.adl import ADLConfig, activation_difference_lens
@@ -15,14 +14,6 @@ from auditlens.diffing.synthetic import plant_feature
 from auditlens.diffing.weights import weight_diff
 from auditlens.errors import AuditlensError
 from auditlens.models import ModelPair
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_base_vs_base_pair(tiny_pair: ModelPair) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,14 +27,6 @@ from auditlens.diffing.crosscoder_train import (
 from auditlens.diffing.latent_scaling import latent_scaling
 from auditlens.diffing.synthetic import synthetic_pairs
 from auditlens.errors import AuditlensError
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _hand_crosscoder(variant: str, **kw: object) -> Crosscoder:

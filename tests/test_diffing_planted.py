@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import random
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,14 +27,6 @@ FT_IDS = [265, 284, 280]  # " the", " capital", " is" in the tiny tokenizer
 SHARED_IDS = [278, 262, 274]
 WORDS = ["is", "the", "a", "cat", "dog", "hello", "world", "capital", "France", "Paris"]
 WORDS += ["import", "os", "return", "quick", "brown", "fox"]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @dataclass

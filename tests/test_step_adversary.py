@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +19,6 @@ from auditlens.reports.sections import GenerationPairs, Table
 from auditlens.steps import adversary
 from auditlens.steps.adversary import AdversarySettings, adversary_output, search_pair
 from tests.conftest import perturbed_copy
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _changed_detector(pair: ModelPair, prompts: list[str], tokens: int) -> Callable[[str], bool]:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, TypedDict
 
+from auditlens.datasets import jsonl_objects
 from auditlens.errors import DatasetError
 from auditlens.testbed.tasks import CodeTask
 
@@ -166,17 +167,11 @@ def read_jsonl(path: str | Path) -> list[Example]:
     """
     src = Path(path)
     try:
-        lines = src.read_text(encoding="utf-8").splitlines()
+        text = src.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise DatasetError(f"{src}: cannot read dataset ({exc})") from exc
     examples: list[Example] = []
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DatasetError(f"{src}:{lineno}: invalid JSON ({exc.msg})") from exc
+    for lineno, obj in jsonl_objects(text, str(src)):
         problem = _check_example(obj)
         if problem is not None:
             raise DatasetError(f"{src}:{lineno}: {problem}")
