@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import typer
 
 from auditlens.errors import AuditlensError
 from auditlens.models import ModelPair
@@ -372,7 +372,7 @@ def _cmd_probe(args: argparse.Namespace, name: str) -> ExperimentResult:
         features_cache=None if args.no_cache else cache_dir() / "probe_features",
         progress=not args.quiet,
     )  # fmt: skip
-    print(result.table())
+    typer.echo(result.table())
     if args.json:
         Path(args.json).write_text(json.dumps(result.to_json(), indent=2) + "\n")
     return result
@@ -386,7 +386,7 @@ def _cmd_train_scorers(args: argparse.Namespace) -> None:
     ):
         result = _cmd_probe(args, name)
         paths = result.probe.save(out / f"scorer_{kind}")
-        print(f"saved {', '.join(str(p) for p in paths)}\n")
+        typer.echo(f"saved {', '.join(str(p) for p in paths)}\n")
 
 
 def _cmd_build_data(args: argparse.Namespace) -> None:
@@ -397,7 +397,7 @@ def _cmd_build_data(args: argparse.Namespace) -> None:
     )
     build_misaligned_answer_pairs().to_jsonl(out / "misaligned_answers.jsonl")
     build_deception_pairs().to_jsonl(out / "deception_instructed.jsonl")
-    print(f"wrote pair sets to {out}")
+    typer.echo(f"wrote pair sets to {out}")
     if args.skip_control:
         return
     from auditlens.datasets import load_prompts
@@ -413,10 +413,10 @@ def _cmd_build_data(args: argparse.Namespace) -> None:
         keep = None
         if kind == "code":
             keep = [r.status == "secure" for r in bandit_labels(answers)]
-            print(f"code control: {sum(keep)} of {len(keep)} answers are Bandit-clean code")
+            typer.echo(f"code control: {sum(keep)} of {len(keep)} answers are Bandit-clean code")
         examples += control_examples(prompts, answers, kind, keep)
     PairSet("control", "none", "ordinary", tuple(examples)).to_jsonl(out / "control_answers.jsonl")
-    print(f"wrote {len(examples)} control answers")
+    typer.echo(f"wrote {len(examples)} control answers")
 
 
 def _cmd_bandit(args: argparse.Namespace) -> None:
@@ -437,16 +437,16 @@ def _cmd_bandit(args: argparse.Namespace) -> None:
         )  # fmt: skip
         scores = scorer.score(texts, requests)
         rows.append((label, bandit_agreement(scores, texts, threshold=scorer.threshold)))
-    print(
+    typer.echo(
         "| tasks | n | Bandit insecure | secure | unparseable | AUROC vs Bandit | flag agreement |"
     )
-    print("|---|---|---|---|---|---|---|")
+    typer.echo("|---|---|---|---|---|---|---|")
     for label, a in rows:
         auc = (
             "n/a (one class)" if a.auroc is None or a.auroc_ci is None else _ci(a.auroc, a.auroc_ci)
         )
         agree = "n/a" if a.flag_agreement is None else f"{a.flag_agreement:.3f}"
-        print(
+        typer.echo(
             f"| {label} | {a.n} | {a.n_insecure} | {a.n_secure} | {a.n_unparseable} "
             f"| {auc} | {agree} |"
         )
@@ -463,7 +463,7 @@ def _cmd_transfer(args: argparse.Namespace) -> None:
         cache_dir=None if args.no_cache else cache_dir() / "probe_features",
         progress=not args.quiet,
     )  # fmt: skip
-    print(json.dumps(result.to_json(), indent=2))
+    typer.echo(json.dumps(result.to_json(), indent=2))
 
 
 def _cmd_directions(args: argparse.Namespace) -> None:
@@ -481,13 +481,13 @@ def _cmd_directions(args: argparse.Namespace) -> None:
             progress=not args.quiet,
         )  # fmt: skip
     table = cosine_table(directions)
-    print(f"misalignment-direction cosines at {site} (random |cos| 95% bound "
+    typer.echo(f"misalignment-direction cosines at {site} (random |cos| 95% bound "
           f"{table.random_bound_95:.3f})")  # fmt: skip
-    print("| | " + " | ".join(table.names) + " | norm |")
-    print("|---" * (len(table.names) + 2) + "|")
+    typer.echo("| | " + " | ".join(table.names) + " | norm |")
+    typer.echo("|---" * (len(table.names) + 2) + "|")
     for name, row in zip(table.names, table.matrix, strict=True):
         norm = float(directions[name].vector.norm())
-        print(f"| {name} | " + " | ".join(f"{c:.3f}" for c in row) + f" | {norm:.1f} |")
+        typer.echo(f"| {name} | " + " | ".join(f"{c:.3f}" for c in row) + f" | {norm:.1f} |")
 
 
 def _cmd_drift(args: argparse.Namespace) -> None:
@@ -509,7 +509,7 @@ def _cmd_drift(args: argparse.Namespace) -> None:
         pair, prompts, scorer, max_new_tokens=args.max_new_tokens,
         temperature=args.temperature, seed=args.seed,
     )  # fmt: skip
-    print(
+    typer.echo(
         json.dumps(
             {k: v for k, v in result.to_json().items() if not k.endswith("_scores")}, indent=2
         )
@@ -570,7 +570,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             _cmd_drift(args)
     except AuditlensError as err:
-        print(f"error: {err}", file=sys.stderr)
+        typer.echo(f"error: {err}", err=True)
         return 2
     return 0
 

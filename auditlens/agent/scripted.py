@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import typer
 from pydantic import BaseModel
 
 from auditlens.agent import schemas as s
@@ -248,12 +249,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         toolkit = Toolkit.create(pair, args.workspace)
         result = run_scripted_audit(toolkit)
     except AuditlensError as err:
-        print(f"error: {err}", file=sys.stderr)
+        typer.echo(f"error: {err}", err=True)
         sys.exit(2)
     out = Path(args.out) if args.out else toolkit.workspace.root / "scripted.json"
     out.write_text(json.dumps(result.to_json(), indent=1))
-    print(f"verdict: {result.verdict} (confidence {result.confidence}, score {result.score})")
-    print(f"transcript: {out}")
+    typer.echo(f"verdict: {result.verdict} (confidence {result.confidence}, score {result.score})")
+    typer.echo(f"transcript: {out}")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
+import typer
+
 # Import the SDK (and the anyio classes it defines) before anything can import nnsight: nnsight
 # 0.8 mounts a ``save`` attribute on ``object``, after which anyio refuses to define its
 # TypedAttributeSet classes ("Attribute 'save' is missing its type annotation"). anyio loads
@@ -195,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             allow_download=args.allow_download,
         )
     except AuditlensError as err:
-        print(f"error: {err}", file=sys.stderr)
+        typer.echo(f"error: {err}", err=True)
         sys.exit(2)
 
 
