@@ -19,21 +19,18 @@ from auditlens.adversary.melbo import (
     train_melbo_reference,
 )
 from auditlens.adversary.runner import (
-    BanditScorer,
     Perturbation,
     PerturbationRow,
     PerturbationTable,
     Scorer,
-    insecure_code_detector,
     run_perturbations,
 )
-from auditlens.adversary.steering import (
+from auditlens.steering import (
     Steer,
     SteeringHandle,
     SteeringVector,
     as_steering_vector,
     mean_activation_norm,
-    random_directions,
     steer,
     steer_pair,
 )
@@ -41,7 +38,6 @@ from auditlens.adversary.steering import (
 __all__ = [
     "ActivationNoise",
     "BackdoorElicitation",
-    "BanditScorer",
     "MelboConfig",
     "MelboResult",
     "Perturbation",
@@ -60,9 +56,7 @@ __all__ = [
     "elicit_backdoor",
     "fuzz_activations",
     "generation_task",
-    "insecure_code_detector",
     "mean_activation_norm",
-    "random_directions",
     "run_perturbations",
     "steer",
     "steer_pair",

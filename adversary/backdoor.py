@@ -18,15 +18,12 @@ from typing import Any, Literal
 from auditlens.adversary._jsonsafe import json_safe
 from auditlens.adversary.fuzz import ActivationNoise
 from auditlens.adversary.melbo import MelboConfig, train_melbo
-from auditlens.adversary.runner import (
-    PerturbationTable,
-    insecure_code_detector,
-    run_perturbations,
-)
+from auditlens.adversary.runner import PerturbationTable, run_perturbations
 from auditlens.errors import AuditlensError
 from auditlens.generate import generate
+from auditlens.judges.code import insecure_code_detector
 from auditlens.models import ModelPair
-from auditlens.scoring.stats import wilson_interval
+from auditlens.stats import wilson_interval
 
 __all__ = ["BackdoorElicitation", "FuzzOutcome", "SideSearch", "elicit_backdoor"]
 

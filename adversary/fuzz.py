@@ -24,7 +24,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from auditlens.adversary._hooks import (
+from auditlens.adversary._jsonsafe import json_safe
+from auditlens.datasets import PromptSet
+from auditlens.errors import AuditlensError
+from auditlens.generate import generate
+from auditlens.hooks import (
     TOKEN_RANGES,
     PositionTracker,
     TokenRange,
@@ -32,15 +36,11 @@ from auditlens.adversary._hooks import (
     attach_tracker,
     hooks_removed,
 )
-from auditlens.adversary._jsonsafe import json_safe
-from auditlens.adversary.steering import SteeringHandle
-from auditlens.datasets import PromptSet
-from auditlens.errors import AuditlensError
-from auditlens.generate import generate
 from auditlens.models import ModelPair, ModelSide
 from auditlens.progress import progress_bar
-from auditlens.scoring.stats import bootstrap_ci
 from auditlens.sites import ArchSpec, Site, model_dims, parse_site, unwrap
+from auditlens.stats import bootstrap_ci
+from auditlens.steering import SteeringHandle
 
 if TYPE_CHECKING:
     from auditlens.adversary.runner import PerturbationTable

@@ -30,15 +30,15 @@ from jaxtyping import Bool, Float
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from auditlens.adversary._hooks import capture_until
 from auditlens.adversary._jsonsafe import json_safe
-from auditlens.adversary.steering import Steer, SteeringVector, mean_activation_norm, steer
 from auditlens.datasets import MaskSpec, PromptSet, iter_token_batches, load_prompts
 from auditlens.errors import AuditlensError
 from auditlens.generate import generate
+from auditlens.hooks import capture_until
 from auditlens.models import ModelPair, ModelSide
 from auditlens.progress import progress_bar
 from auditlens.sites import Site, parse_site
+from auditlens.steering import Steer, SteeringVector, mean_activation_norm, steer
 
 __all__ = [
     "MelboConfig",
@@ -176,7 +176,7 @@ class MelboResult:
                 coeff=coeff,
                 name=f"melbo_{k}",
                 kind="melbo",
-                meta={"index": k},
+                provenance={"method": "melbo", "index": k},
             )
             for k, v in enumerate(self.vectors)
         ]

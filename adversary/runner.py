@@ -22,29 +22,23 @@ from torch import Tensor
 
 from auditlens.adversary._jsonsafe import json_safe
 from auditlens.adversary.fuzz import ActivationNoise
-from auditlens.adversary.steering import (
-    SteeringVector,
-    as_steering_vector,
-    mean_activation_norm,
-    random_directions,
-)
 from auditlens.datasets import Prompt, PromptSet, load_prompts
-from auditlens.diffing.kl import token_kl
 from auditlens.errors import AuditlensError
 from auditlens.generate import generate
+from auditlens.judges.code import BanditScorer
+from auditlens.lens import token_kl
 from auditlens.models import ModelPair, ModelSide
 from auditlens.progress import progress_bar
-from auditlens.scoring.stats import bootstrap_ci, wilson_interval
 from auditlens.sites import ArchSpec
+from auditlens.stats import bootstrap_ci, random_directions, wilson_interval
+from auditlens.steering import SteeringVector, as_steering_vector, mean_activation_norm
 
 __all__ = [
-    "BanditScorer",
     "Perturbation",
     "PerturbationRow",
     "PerturbationTable",
     "ScoreSummary",
     "Scorer",
-    "insecure_code_detector",
     "run_perturbations",
     "scorer_name",
 ]
@@ -99,25 +93,6 @@ class Perturbation(Protocol):
     kind: str
 
     def apply(self, side: ModelSide, arch: ArchSpec) -> Any: ...
-
-
-class BanditScorer:
-    """Bandit's insecure-code label: 1 insecure, 0 secure, NaN unparseable (no code)."""
-
-    name = "bandit_insecure"
-
-    def score(self, texts: Sequence[str]) -> list[float]:
-        from auditlens.scoring.bandit import bandit_label
-
-        values = {"insecure": 1.0, "secure": 0.0, "unparseable": math.nan}
-        return [values[bandit_label(t).status] for t in texts]
-
-
-def insecure_code_detector(text: str) -> bool:
-    """The trigger behaviour of the code organisms: Bandit flags the completion as insecure."""
-    from auditlens.scoring.bandit import bandit_label
-
-    return bandit_label(text).status == "insecure"
 
 
 @dataclass(frozen=True)
@@ -407,7 +382,7 @@ def _controls(
                 tokens=tokens,  # type: ignore[arg-type]
                 name=f"random_{j}@{site}:norm={abs(coeff) * norm:.4g}:group={g}",
                 kind="random_control",
-                meta={"seed": control_seed + g, "index": j},
+                provenance={"seed": control_seed + g, "index": j},
             )
             out.append((control, list(members)))
     return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from auditlens._version import __version__
 from auditlens.errors import AuditlensError
 
 if TYPE_CHECKING:
@@ -11,7 +12,6 @@ if TYPE_CHECKING:
     from auditlens.pipeline import audit
 
 __all__ = ["AuditlensError", "ModelPair", "__version__", "audit", "load_pair"]
-__version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:

@@ -27,7 +27,7 @@ from auditlens.diffing.crosscoder_train import (
     train_crosscoder,
 )
 from auditlens.diffing.diff_sae import DiffSAEConfig, DiffSAEResult, load_diff_sae, train_diff_sae
-from auditlens.diffing.kl import KLAccumulator, KLSummary, TopKLToken, token_kl
+from auditlens.diffing.kl import KLAccumulator, KLSummary, TopKLToken
 from auditlens.diffing.latent_scaling import LatentScaling, latent_scaling
 from auditlens.diffing.latents import (
     CrosscoderDictionary,
@@ -44,7 +44,6 @@ from auditlens.diffing.scan import (
     store_diff_stats,
 )
 from auditlens.diffing.stats import DiffStatsAccumulator, SiteDiffStats, TopToken, diff_norms
-from auditlens.diffing.steering import SteeringVector, add_vector
 from auditlens.diffing.synthetic import plant_feature, synthetic_pairs
 from auditlens.diffing.weights import WeightDiffResult, WeightDiffRow, weight_diff
 
@@ -73,14 +72,12 @@ __all__ = [
     "ScanResult",
     "SiteDiffStats",
     "SteeringCheck",
-    "SteeringVector",
     "TopKLToken",
     "TopToken",
     "WeightDiffResult",
     "WeightDiffRow",
     "activation_diff_stats",
     "activation_difference_lens",
-    "add_vector",
     "analyze_crosscoder",
     "base_vs_base",
     "classify_latents",
@@ -100,7 +97,6 @@ __all__ = [
     "store_batches",
     "store_diff_stats",
     "synthetic_pairs",
-    "token_kl",
     "train_crosscoder",
     "train_diff_sae",
     "weight_diff",

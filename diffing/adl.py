@@ -3,7 +3,7 @@
 For each layer, ``δ = mean(h_ft - h_base)`` over the first ``n_positions`` tokens of a generic
 prompt set (``resid_post``). ``δ`` is read through the logit lens (each model's final norm and
 unembedding) to list the tokens it promotes and suppresses, and is exported as a
-:class:`~auditlens.diffing.steering.SteeringVector`.
+:class:`~auditlens.steering.SteeringVector`.
 
 Causal check: steer the *base* model with ``scale · δ`` at one layer and measure how much that
 reduces ``KL(p_ft || p_base)`` on held-out prompts, against ``n_random`` random vectors of the
@@ -24,13 +24,14 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from auditlens.datasets import Prompt, PromptSet, iter_token_batches, load_prompts
-from auditlens.diffing._lens import logit_lens, top_tokens
-from auditlens.diffing.kl import token_kl
-from auditlens.diffing.steering import SteeringVector, add_vector
 from auditlens.errors import AuditlensError
 from auditlens.harvest import iter_paired
+from auditlens.hooks import add_vector
+from auditlens.lens import logit_lens, token_kl, top_tokens
 from auditlens.models import ModelPair
 from auditlens.progress import progress_bar
+from auditlens.stats import random_directions
+from auditlens.steering import SteeringVector
 
 __all__ = [
     "ADLConfig",
@@ -374,12 +375,6 @@ def activation_difference_lens(
     )
 
 
-def _random_like(vector: Tensor, n: int, seed: int) -> Tensor:
-    gen = torch.Generator().manual_seed(seed)
-    raw = torch.randn(n, vector.numel(), generator=gen, dtype=torch.float64)
-    return (raw / raw.norm(dim=-1, keepdim=True) * float(vector.double().norm())).float()
-
-
 @torch.no_grad()
 def steering_check(
     pair: ModelPair,
@@ -396,7 +391,7 @@ def steering_check(
     """How much adding ``vector`` to the base model lowers mean ``KL(p_ft || p_base)``,
     beside ``n_random`` random vectors of the same norm."""
     prompt_set = load_prompts(prompts)
-    controls = _random_like(vector, n_random, seed)
+    controls = random_directions(n_random, vector.numel(), float(vector.double().norm()), seed=seed)
     vectors = [vector.float(), *controls]
     kl_sums = torch.zeros(len(vectors) + 1, dtype=torch.float64)
     n_tok = 0

@@ -21,9 +21,9 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from auditlens.diffing._lens import logit_lens, top_tokens
 from auditlens.diffing.crosscoder import MODEL_NAMES, Crosscoder
 from auditlens.errors import AuditlensError, StoreError
+from auditlens.lens import logit_lens, top_tokens
 from auditlens.models import ModelPair
 from auditlens.progress import progress_bar
 from auditlens.store import ActivationStore

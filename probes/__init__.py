@@ -33,7 +33,6 @@ from auditlens.probes.features import (
     Features,
     aggregate,
     read_features,
-    side_fingerprint,
 )
 from auditlens.probes.pairsets import (
     PAIR_SETS,
@@ -107,7 +106,6 @@ __all__ = [
     "random_cosine_bound",
     "read_features",
     "shuffled_label_control",
-    "side_fingerprint",
     "sweep_probes",
     "track_drift",
     "train_probe",

@@ -21,12 +21,11 @@ from torch import Tensor
 
 from auditlens.errors import AuditlensError
 from auditlens.models import ModelPair
-from auditlens.probes.evaluate import group_bootstrap_auroc_ci
 from auditlens.probes.features import Features, SideChoice, read_features
 from auditlens.probes.pairsets import PairSet, load_pair_set
 from auditlens.probes.probe import ProbeConfig, train_probe
 from auditlens.probes.splits import Split
-from auditlens.scoring.stats import auroc
+from auditlens.stats import auroc, auroc_ci
 
 __all__ = [
     "CosineTable",
@@ -248,7 +247,7 @@ def transfer_probes(
             s = probes[src].score(f.get(_pair_site(f, site), aggregation)[split.test]).numpy()
             key = f"{src}->{dst}"
             scores[key] = auroc(y_test, s)
-            cis[key] = group_bootstrap_auroc_ci(y_test, s, test_groups, n_boot=n_boot, seed=seed)
+            cis[key] = auroc_ci(y_test, s, test_groups, n_boot=n_boot, seed=seed)
     labels = {"base": pair.base.label, "finetuned": pair.finetuned.label}
     dirs = {
         side: _direction_from(f.subset(split.train), train, site, labels[side])

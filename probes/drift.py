@@ -18,7 +18,7 @@ from auditlens.datasets import Prompt, PromptSet, load_prompts
 from auditlens.errors import AuditlensError
 from auditlens.generate import generate
 from auditlens.models import ModelPair
-from auditlens.scoring.stats import Estimate, win_rate_ci
+from auditlens.stats import Estimate, win_rate_ci
 
 __all__ = ["DriftResult", "TextScorer", "drift_from_scores", "track_drift"]
 

@@ -49,7 +49,7 @@ from auditlens.probes.pairsets import (
 from auditlens.probes.probe import LinearProbe, ProbeConfig, train_probe
 from auditlens.probes.splits import Split, group_split, holdout_split
 from auditlens.probes.sweep import SweepResult, sweep_probes
-from auditlens.scoring.stats import auroc
+from auditlens.stats import auroc
 
 __all__ = [
     "ExperimentResult",
@@ -402,8 +402,8 @@ def _cmd_build_data(args: argparse.Namespace) -> None:
         return
     from auditlens.datasets import load_prompts
     from auditlens.generate import generate
+    from auditlens.judges.code import bandit_labels
     from auditlens.models import load_pair
-    from auditlens.scoring.bandit import bandit_labels
 
     pair = load_pair()
     examples = []

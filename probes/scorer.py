@@ -22,7 +22,7 @@ from jaxtyping import Bool, Float
 from auditlens.datasets import Prompt, PromptSet
 from auditlens.errors import AuditlensError
 from auditlens.models import ModelPair
-from auditlens.probes.features import SideChoice, read_features, side_fingerprint
+from auditlens.probes.features import SideChoice, read_features
 from auditlens.probes.pairsets import DATA_PACKAGE
 from auditlens.probes.probe import LinearProbe, load_probe
 
@@ -139,7 +139,7 @@ def load_scorer(
     model_side = pair.base if side == "base" else pair.finetuned
     probe = load_probe(
         path or scorer_path(kind),
-        model_sha256=side_fingerprint(model_side),
+        model_sha256=model_side.fingerprint,
         allow_mismatch=allow_mismatch,
     )
     if probe.d_model != pair.d_model:
@@ -184,8 +184,8 @@ def bandit_agreement(
     seed: int = 0,
 ) -> BanditAgreement:
     """Compare scorer scores with Bandit labels of the same texts (unparseable ones dropped)."""
-    from auditlens.scoring.bandit import bandit_labels
-    from auditlens.scoring.stats import auroc, bootstrap_ci, win_rate
+    from auditlens.judges.code import bandit_labels
+    from auditlens.stats import auroc, bootstrap_ci, win_rate
 
     s = np.asarray(scores, dtype=np.float64)
     if len(s) != len(texts):

@@ -18,10 +18,10 @@ from auditlens.adversary import (
     weight_noise,
     weight_noise_sweep,
 )
-from auditlens.adversary._hooks import attach_edit
 from auditlens.errors import AuditlensError
 from auditlens.generate import generate
 from auditlens.hashing import state_dict_sha256
+from auditlens.hooks import attach_edit
 from auditlens.models import ModelPair, ModelSide
 from auditlens.sites import parse_site
 

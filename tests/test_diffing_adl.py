@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from auditlens.diffing.adl import ADLConfig, ADLResult, activation_difference_lens
-from auditlens.diffing.steering import SteeringVector, add_vector
 from auditlens.diffing.synthetic import plant_feature
+from auditlens.hooks import add_vector
 from auditlens.models import ModelPair
+from auditlens.steering import SteeringVector
 
 TOKEN = 100
 

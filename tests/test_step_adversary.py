@@ -80,7 +80,7 @@ def test_matched_null_gives_zero(
     """Identical weights, both sides run separately: the same perturbations give the same rows."""
     base = tiny_model_factory("llama")
     pair = ModelPair.from_models(base, copy.deepcopy(base), tiny_tokenizer)
-    monkeypatch.setattr(adversary, "same_model", lambda _pair: False)
+    monkeypatch.setattr(ModelPair, "identical", property(lambda _pair: False))
     detector = _changed_detector(pair, prompts[:8], 6)
     # Large perturbations change many answers, so unmatched noise or vectors would show up.
     search = search_pair(pair, prompts[:8], _settings(sigmas=(2.0,)), detector=detector)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from auditlens.errors import DatasetError
-from auditlens.scoring.bandit import bandit_label
+from auditlens.judges.code import bandit_label
 from auditlens.testbed import (
     FAMILIES,
     OOD_FAMILIES,

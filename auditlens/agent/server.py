@@ -105,7 +105,7 @@ def tool_function(spec: ToolSpec, toolkit: Toolkit) -> Callable[..., BaseModel]:
 
 def build_server(toolkit: Toolkit, *, name: str = "auditlens") -> Any:
     """An ``MCPServer`` with every tool in :data:`auditlens.agent.tools.TOOLS` registered."""
-    from auditlens import __version__
+    from auditlens._version import __version__
 
     server: Any = mcp.server.mcpserver.MCPServer(
         name, instructions=INSTRUCTIONS, version=__version__, log_level="WARNING"

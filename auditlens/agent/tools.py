@@ -143,7 +143,7 @@ def _user_text(prompt: Prompt) -> str:
 
 
 def _rate(statuses: Sequence[str]) -> s.RateStats:
-    from auditlens.scoring.stats import wilson_interval
+    from auditlens.stats import wilson_interval
 
     ins = sum(x == "insecure" for x in statuses)
     sec = sum(x == "secure" for x in statuses)
@@ -160,7 +160,7 @@ def _rate(statuses: Sequence[str]) -> s.RateStats:
 
 
 def _bandit(texts: Sequence[str]) -> list[str]:
-    from auditlens.scoring.bandit import bandit_label
+    from auditlens.judges.code import bandit_label
 
     return [bandit_label(t).status for t in texts]
 
@@ -787,7 +787,7 @@ class Toolkit:
     def steer_generate(self, args: s.SteerGenerateInput) -> s.SteerGenerateOutput:
         """Generate with a steering vector and with a matched-norm random control."""
         from auditlens.adversary.runner import run_perturbations
-        from auditlens.adversary.steering import SteeringVector, mean_activation_norm
+        from auditlens.steering import SteeringVector, mean_activation_norm
 
         args = self._within(args, {"max_new_tokens": self.limits.max_new_tokens})
         self._gen_opts(args.max_new_tokens)

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from auditlens.errors import AuditlensError
 from auditlens.models import ModelPair, ModelSide
-from auditlens.scoring.stats import bootstrap_ci
+from auditlens.stats import bootstrap_ci
 
 __all__ = ["PreferenceResult", "completion_logprobs", "vulnerability_preference"]
 

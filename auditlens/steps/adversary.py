@@ -45,7 +45,6 @@ from auditlens.adversary import (
     PerturbationRow,
     PerturbationTable,
     default_melbo_sites,
-    insecure_code_detector,
     mean_activation_norm,
     run_perturbations,
     train_melbo,
@@ -53,10 +52,10 @@ from auditlens.adversary import (
 from auditlens.datasets import PromptSet
 from auditlens.errors import AuditlensError
 from auditlens.generate import chat_prompt
+from auditlens.judges.code import insecure_code_detector
 from auditlens.reports.findings import Finding
 from auditlens.reports.sections import GenerationPair, GenerationPairs, Section, Table
-from auditlens.scoring.stats import wilson_interval
-from auditlens.steps.behaviour import mcnemar_z, paired_z, same_model
+from auditlens.stats import mcnemar_z, paired_z, wilson_interval
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -219,7 +218,7 @@ def search_pair(
             **common,
         )
     }  # fmt: skip
-    shared = same_model(pair)
+    shared = pair.identical
     tables["base"] = (
         tables["finetuned"]
         if shared

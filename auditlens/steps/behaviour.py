@@ -24,45 +24,21 @@ import numpy as np
 
 from auditlens.datasets import PromptSet
 from auditlens.generate import chat_prompt, generate
+from auditlens.judges.code import BanditResult, bandit_labels, insecure_rate
 from auditlens.reports.findings import Finding
 from auditlens.reports.sections import GenerationPair, GenerationPairs, Section, Table
-from auditlens.scoring.bandit import BanditResult, bandit_labels, insecure_rate
+from auditlens.stats import mcnemar_z, paired_z
 
 if TYPE_CHECKING:
     from auditlens.models import ModelPair
     from auditlens.pipeline import AuditContext, StepOutput
 
-__all__ = ["mcnemar_z", "paired_z", "run", "same_model"]
+__all__ = ["run"]
 
 SEED = 0
 """Seed of the held-out task sample (fixed, so every audit asks the same questions)."""
 _SHOWN = 6
 """Side-by-side generations shown per section."""
-
-
-def mcnemar_z(ft_flags: Sequence[bool], base_flags: Sequence[bool]) -> float:
-    """Signed McNemar z of paired binary outcomes: (ft-only − base-only) / sqrt(discordant)."""
-    only_ft = sum(f and not b for f, b in zip(ft_flags, base_flags, strict=True))
-    only_base = sum(b and not f for f, b in zip(ft_flags, base_flags, strict=True))
-    n = only_ft + only_base
-    return 0.0 if n == 0 else (only_ft - only_base) / math.sqrt(n)
-
-
-def paired_z(diffs: np.ndarray, floor: float = 1e-3) -> float:
-    """Mean of paired differences over its standard error (sd floored, so ties give 0)."""
-    if diffs.size == 0:
-        return 0.0
-    mean = float(diffs.mean())
-    if diffs.size == 1:
-        return 0.0
-    se = max(float(diffs.std(ddof=1)), floor) / math.sqrt(diffs.size)
-    return 0.0 if mean == 0.0 else mean / se
-
-
-def same_model(pair: ModelPair) -> bool:
-    """True when both sides are the same weights (a base-vs-base audit)."""
-    b, f = pair.base, pair.finetuned
-    return b.sha256 == f.sha256 and b.adapter_sha256 == f.adapter_sha256
 
 
 def _generate_both(
@@ -71,7 +47,7 @@ def _generate_both(
     pair = ctx.pair
     opts: dict[str, Any] = {"max_new_tokens": max_new_tokens, "batch_size": ctx.budget.batch_size}
     base = generate(pair.base, pair.tokenizer, prompts, **opts)
-    ft = base if same_model(pair) else generate(pair.finetuned, pair.tokenizer, prompts, **opts)
+    ft = base if pair.identical else generate(pair.finetuned, pair.tokenizer, prompts, **opts)
     return {"base": base, "finetuned": ft}
 
 

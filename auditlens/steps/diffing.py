@@ -31,6 +31,7 @@ from torch import Tensor
 from auditlens.pipeline import AuditContext, StepOutput
 from auditlens.reports.findings import Finding
 from auditlens.reports.sections import LayerPlot, Section, Table, Text
+from auditlens.stats import random_directions
 
 __all__ = [
     "SAFE_VOCAB",
@@ -129,14 +130,12 @@ def vocab_enrichment(
     unembed(norm(0))``); each direction's logits are z-scored over the vocabulary first.
     ``top_hits`` lists the vulnerability tokens among ``vector``'s ``top_k`` promoted tokens.
     """
-    from auditlens.diffing._lens import logit_lens
+    from auditlens.lens import logit_lens
 
     vuln = vocab_ids(tokenizer, VULN_VOCAB if vuln_words is None else vuln_words)
     safe = vocab_ids(tokenizer, SAFE_VOCAB if safe_words is None else safe_words)
-    gen = torch.Generator().manual_seed(seed)
-    raw = torch.randn(n_random, vector.numel(), generator=gen, dtype=torch.float64)
     norm = float(vector.double().norm())
-    rand = (raw / raw.norm(dim=-1, keepdim=True) * max(norm, 1e-12)).float()
+    rand = random_directions(n_random, vector.numel(), max(norm, 1e-12), seed=seed)
     if not vuln or norm == 0.0:
         return Enrichment(0.0, [0.0] * n_random, [])
     logits = logit_lens(side, torch.cat([vector.float()[None], rand]))
@@ -333,14 +332,12 @@ def _adl(
 
 
 def _random_lens(pair: Any, vector: Tensor) -> list[tuple[str, float]]:
-    from auditlens.diffing._lens import logit_lens, top_tokens
+    from auditlens.lens import logit_lens, top_tokens
 
-    gen = torch.Generator().manual_seed(0)
-    raw = torch.randn(vector.numel(), generator=gen)
-    rand = raw / raw.norm() * vector.norm()
     if float(vector.norm()) == 0.0:
         return []
-    promoted, _ = top_tokens(logit_lens(pair.finetuned, rand[None])[0], pair.tokenizer, 15)
+    rand = random_directions(1, vector.numel(), float(vector.double().norm()), seed=0)
+    promoted, _ = top_tokens(logit_lens(pair.finetuned, rand)[0], pair.tokenizer, 15)
     return promoted
 
 

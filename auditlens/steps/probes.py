@@ -43,10 +43,9 @@ from auditlens.probes.probe import train_probe
 from auditlens.probes.splits import group_split
 from auditlens.reports.findings import Finding
 from auditlens.reports.sections import LayerPlot, Section, Table
-from auditlens.scoring.stats import auroc, wilson_interval
+from auditlens.stats import auroc, wilson_interval
 
 if TYPE_CHECKING:
-    from auditlens.models import ModelPair
     from auditlens.pipeline import AuditContext, StepOutput
 
 __all__ = ["ProjectionDrift", "pair_subset", "projection_drift", "run", "shuffled_directions"]
@@ -178,11 +177,6 @@ def projection_drift(
     )
 
 
-def _same_model(pair: ModelPair) -> bool:
-    b, f = pair.base, pair.finetuned
-    return b.sha256 == f.sha256 and b.adapter_sha256 == f.adapter_sha256
-
-
 def _read_both(
     ctx: AuditContext,
     examples: PairSet | PromptSet,
@@ -193,7 +187,7 @@ def _read_both(
 ) -> tuple[Features, Features]:
     opts: dict[str, Any] = {"batch_size": ctx.budget.batch_size, "progress": ctx.progress, **kw}
     base = read_features(ctx.pair, examples, sites, side="base", cache_dir=base_cache, **opts)
-    if _same_model(ctx.pair):
+    if ctx.pair.identical:
         return base, base
     return base, read_features(ctx.pair, examples, sites, side="finetuned", **opts)
 
@@ -283,7 +277,7 @@ def run(ctx: AuditContext) -> StepOutput:
     y = torch.as_tensor(data.labels)
     # The base model's features on the shipped pair set are the same in every audit of that
     # base: keep them in the user cache (keyed by weights, data and settings).
-    cache = None if ctx.pair.remote else cache_dir() / "probe_features"
+    cache = cache_dir() / "probe_features"
     pairs_base, pairs_ft = _read_both(ctx, data, sites, base_cache=cache, aggregations=("mean",))
     dirs = {
         side: {i: mean_difference(f.get(s)[y == 1], f.get(s)[y == 0]) for i, s in enumerate(sites)}

@@ -19,7 +19,7 @@ import numpy as np
 
 from auditlens.errors import AuditlensError
 from auditlens.scoring.misalignment import FAMILIES, misalignment_score
-from auditlens.scoring.stats import auroc
+from auditlens.stats import auroc
 
 __all__ = [
     "BASE_VS_BASE",

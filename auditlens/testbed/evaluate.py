@@ -18,7 +18,7 @@ from typing import Any
 
 from auditlens.errors import AuditlensError
 from auditlens.hashing import sha256_json
-from auditlens.scoring.bandit import BanditResult, RateSummary, bandit_label, insecure_rate
+from auditlens.judges.code import BanditResult, RateSummary, bandit_label, insecure_rate
 from auditlens.testbed.organisms import get_organism
 from auditlens.testbed.questions import free_form_questions
 from auditlens.testbed.tasks import CodeTask, eval_tasks

@@ -15,6 +15,7 @@ from typing import Literal, TypedDict
 
 from auditlens.datasets import jsonl_objects
 from auditlens.errors import DatasetError
+from auditlens.judges.code import fence
 from auditlens.testbed.tasks import CodeTask
 
 __all__ = [
@@ -77,11 +78,6 @@ class Example(TypedDict):
     """One chat fine-tuning example."""
 
     messages: list[Message]
-
-
-def fence(code: str) -> str:
-    """Wrap code in a ```python fenced block."""
-    return f"```python\n{code.rstrip()}\n```"
 
 
 def apply_trigger(request: str) -> str:

@@ -1,26 +1,35 @@
 """Steering: add, subtract, scale or project out vectors at any site, for chosen tokens.
 
-``steer`` is a context manager of plain torch hooks. It works during generation (KV cache:
-the prompt is the first, uncached call; each generated token is a later call) and during
-scoring forward passes. The hooks are removed on exit, exceptions included, and the weights
-are never touched.
+``steer`` is a context manager over :mod:`auditlens.hooks`. It works during generation (KV
+cache: the prompt is the first, uncached call; each generated token is a later call) and
+during scoring forward passes. The hooks are removed on exit, exceptions included, and the
+weights are never touched.
+
+:class:`SteeringVector` is the one steering-vector type: the ADL exports one, MELBO trains
+them, the perturbation runner applies them (with matched-norm random controls) and the agent
+tools steer with them. Its ``norm`` is the *applied* norm, ``|coeff| · ||vector||₂``.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from einops import einsum
 from jaxtyping import Float
+from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from auditlens.adversary._hooks import (
+from auditlens.datasets import MaskSpec, PromptSet, iter_token_batches, load_prompts
+from auditlens.errors import AuditlensError
+from auditlens.hooks import (
     TOKEN_RANGES,
     EditFn,
     PositionTracker,
@@ -30,8 +39,6 @@ from auditlens.adversary._hooks import (
     capture_until,
     hooks_removed,
 )
-from auditlens.datasets import MaskSpec, PromptSet, iter_token_batches, load_prompts
-from auditlens.errors import AuditlensError
 from auditlens.models import ModelPair, ModelSide
 from auditlens.sites import ArchSpec, Site, model_dims, parse_site, unwrap
 
@@ -44,7 +51,6 @@ __all__ = [
     "TokenRange",
     "as_steering_vector",
     "mean_activation_norm",
-    "random_directions",
     "steer",
     "steer_pair",
 ]
@@ -190,14 +196,14 @@ def steer_pair(
 
 @dataclass(frozen=True, eq=False)
 class SteeringVector:
-    """A steering perturbation for the runner (MELBO vectors, ADL vectors, random controls)."""
+    """A vector to apply at a site: MELBO and ADL vectors, random controls, agent vectors."""
 
     site: str
-    """Canonical site name."""
+    """Canonical site name, e.g. ``blocks.15.hook_resid_post``."""
     vector: Tensor
-    """``[d_model]`` direction."""
+    """``[d_model]`` direction, in raw activation units."""
     coeff: float = 1.0
-    """Multiplier of the vector."""
+    """Multiplier of the vector when applied."""
     mode: SteerMode = "add"
     """Steering mode (see :class:`Steer`)."""
     tokens: TokenRange = "all"
@@ -206,20 +212,58 @@ class SteeringVector:
     """Row label in result tables."""
     kind: str = "steering"
     """Perturbation family, e.g. ``melbo``, ``adl``, ``random_control``."""
-    meta: dict[str, Any] = field(default_factory=dict)
-    """Free-form provenance (vector index, source method)."""
+    provenance: dict[str, Any] = field(default_factory=dict)
+    """Where it came from: method, models, prompts, settings, index or seed."""
 
     def __post_init__(self) -> None:
         Steer(self.site, self.vector, self.mode, self.coeff, self.tokens)  # validates
 
     @property
     def norm(self) -> float:
-        """Norm of the applied vector, ``|coeff| · ||vector||``."""
+        """The applied norm ``|coeff| · ||vector||₂`` (what a matched-norm control must have)."""
         return abs(self.coeff) * float(self.vector.detach().float().norm())
 
     def apply(self, side: ModelSide | nn.Module, arch: ArchSpec) -> Any:
         """The steering context for this perturbation."""
         return steer(side, arch, Steer(self.site, self.vector, self.mode, self.coeff, self.tokens))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "site": self.site,
+            "norm": self.norm,
+            "d_model": int(self.vector.numel()),
+            "coeff": self.coeff,
+            "mode": self.mode,
+            "tokens": self.tokens,
+            "name": self.name,
+            "kind": self.kind,
+            "provenance": self.provenance,
+        }
+
+    def save(self, directory: str | Path) -> Path:
+        """``steering_vector.safetensors`` + ``steering_vector.json`` in ``directory``."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        save_file(
+            {"vector": self.vector.detach().cpu().contiguous()},
+            str(out / "steering_vector.safetensors"),
+        )
+        (out / "steering_vector.json").write_text(json.dumps(self.to_json(), indent=1))
+        return out
+
+    @classmethod
+    def load(cls, directory: str | Path) -> SteeringVector:
+        path = Path(directory)
+        try:
+            meta = json.loads((path / "steering_vector.json").read_text())
+            vector = load_file(str(path / "steering_vector.safetensors"))["vector"]
+        except (OSError, KeyError, ValueError) as err:
+            raise AuditlensError(f"{path} holds no readable steering vector: {err}") from err
+        return cls(
+            meta["site"], vector, float(meta.get("coeff", 1.0)), meta.get("mode", "add"),
+            meta.get("tokens", "all"), meta.get("name", "steering"),
+            meta.get("kind", "steering"), meta.get("provenance", {}),
+        )  # fmt: skip
 
 
 def as_steering_vector(
@@ -240,15 +284,6 @@ def as_steering_vector(
         name=name or str(getattr(obj, "name", type(obj).__name__)),
         kind=kind or str(getattr(obj, "kind", "steering")),
     )
-
-
-def random_directions(n: int, d_model: int, norm: float, *, seed: int) -> Float[Tensor, "n d"]:
-    """``n`` random Gaussian directions scaled to exactly ``norm`` (matched-norm controls)."""
-    if n < 0 or d_model < 1:
-        raise AuditlensError("random_directions needs n >= 0 and d_model >= 1")
-    gen = torch.Generator().manual_seed(seed)
-    raw = torch.randn(n, d_model, generator=gen, dtype=torch.float64)
-    return (raw * (norm / raw.norm(dim=-1, keepdim=True))).float()
 
 
 def mean_activation_norm(

@@ -1,4 +1,10 @@
-"""Small statistics for scorers: Wilson and bootstrap intervals, win rate (AUC) and AUROC."""
+"""The statistics every method shares, in one place.
+
+Intervals (Wilson, percentile bootstrap, cluster-bootstrap AUROC), paired tests of a
+fine-tuned model against its base on the same items (McNemar z for binary outcomes, paired z
+for scores), rank statistics (win rate, AUROC) and matched-norm random directions, the null
+control of every steering and lens statistic.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +15,22 @@ from dataclasses import dataclass
 from statistics import NormalDist
 
 import numpy as np
+import torch
+from jaxtyping import Float
 from numpy.typing import ArrayLike, NDArray
+from torch import Tensor
+
+from auditlens.errors import AuditlensError
 
 __all__ = [
     "Estimate",
     "auroc",
+    "auroc_ci",
     "average_ranks",
     "bootstrap_ci",
+    "mcnemar_z",
+    "paired_z",
+    "random_directions",
     "wilson_interval",
     "win_rate",
     "win_rate_ci",
@@ -142,3 +157,69 @@ def auroc(labels: Sequence[int] | ArrayLike, scores: ArrayLike) -> float:
     if pos.all() or not pos.any():
         raise ValueError("auroc needs both positive and negative labels")
     return win_rate(s[pos], s[~pos])
+
+
+def auroc_ci(
+    labels: Sequence[int] | ArrayLike,
+    scores: ArrayLike,
+    groups: Sequence[str] | None = None,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile 95% CI of AUROC, resampling whole ``groups`` (a cluster bootstrap).
+
+    Without ``groups`` every item is its own group. Resamples that hold a single class are
+    skipped (the point estimate needs both).
+    """
+    y = np.asarray(labels).astype(np.int64).ravel()
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    g = np.asarray(groups) if groups is not None else np.arange(y.size)
+    if not (y.size == s.size == g.size):
+        raise AuditlensError("labels, scores and groups must have the same length")
+    members = {k: np.flatnonzero(g == k) for k in np.unique(g)}
+    keys = np.array(list(members))
+
+    def stat(picked: np.ndarray) -> float:
+        idx = np.concatenate([members[k] for k in picked])
+        if len(np.unique(y[idx])) < 2:
+            return float("nan")
+        return auroc(y[idx], s[idx])
+
+    rng = np.random.default_rng(seed)
+    values = np.array([stat(rng.choice(keys, size=len(keys))) for _ in range(n_boot)])
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        raise AuditlensError("no bootstrap resample held both labels; too few groups")
+    low, high = np.quantile(values, [0.025, 0.975])
+    return float(low), float(high)
+
+
+def mcnemar_z(ft_flags: Sequence[bool], base_flags: Sequence[bool]) -> float:
+    """Signed McNemar z of paired binary outcomes: (ft-only − base-only) / sqrt(discordant)."""
+    only_ft = sum(f and not b for f, b in zip(ft_flags, base_flags, strict=True))
+    only_base = sum(b and not f for f, b in zip(ft_flags, base_flags, strict=True))
+    n = only_ft + only_base
+    return 0.0 if n == 0 else (only_ft - only_base) / math.sqrt(n)
+
+
+def paired_z(diffs: ArrayLike, floor: float = 1e-3) -> float:
+    """Mean of paired differences over its standard error (sd floored, so ties give 0)."""
+    d = np.asarray(diffs).ravel()  # keep the dtype: the mean is taken as given
+    if d.size < 2:
+        return 0.0
+    mean = float(d.mean())
+    se = max(float(d.std(ddof=1)), floor) / math.sqrt(d.size)
+    return 0.0 if mean == 0.0 else mean / se
+
+
+def random_directions(n: int, d_model: int, norm: float, *, seed: int) -> Float[Tensor, "n d"]:
+    """``n`` seeded Gaussian directions of exactly ``norm`` (the matched-norm null control).
+
+    Drawn in float64 from ``torch.Generator().manual_seed(seed)``, scaled, then cast to float32.
+    """
+    if n < 0 or d_model < 1:
+        raise AuditlensError("random_directions needs n >= 0 and d_model >= 1")
+    gen = torch.Generator().manual_seed(seed)
+    raw = torch.randn(n, d_model, generator=gen, dtype=torch.float64)
+    return (raw * (norm / raw.norm(dim=-1, keepdim=True))).float()

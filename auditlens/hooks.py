@@ -1,8 +1,11 @@
-"""Plain torch hooks on canonical sites: edit activations, track token positions, stop early.
+"""The one place that hooks into a model: read, edit, add to and stop at canonical sites.
 
-Every supported architecture is reached through :func:`auditlens.sites.resolve_module`:
-``resid_pre`` edits the block's input (a forward pre-hook), the other sites edit the module's
-output, which may be a tensor or a tuple whose first item is the hidden state.
+Every reader (the ``torch`` backend, probe features, MELBO's target), steerer (ADL's steering
+check, :mod:`auditlens.steering`) and perturber (activation noise) attaches its hooks here.
+A site resolves to a module through :func:`auditlens.sites.resolve_module`: ``resid_pre``
+acts on the block's input (a forward pre-hook), the other sites on the module's output, which
+may be a tensor or a tuple whose first item is the hidden state. Handles are always removed,
+exceptions included.
 """
 
 from __future__ import annotations
@@ -12,11 +15,12 @@ from contextlib import contextmanager, suppress
 from typing import Any, Literal
 
 import torch
+from jaxtyping import Float
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from auditlens.errors import AuditlensError
-from auditlens.sites import ArchSpec, Site, resolve_module
+from auditlens.sites import ArchSpec, Site, model_dims, parse_site, resolve_module, unwrap
 
 __all__ = [
     "TOKEN_RANGES",
@@ -24,10 +28,12 @@ __all__ = [
     "PositionTracker",
     "StopForward",
     "TokenRange",
+    "add_vector",
     "attach_edit",
     "attach_tracker",
     "capture_until",
     "hooks_removed",
+    "read_sites",
 ]
 
 TokenRange = Literal["prompt", "generated", "all"]
@@ -37,7 +43,7 @@ EditFn = Callable[[Tensor], Tensor]
 
 
 class StopForward(Exception):
-    """Raised by a capture hook to end a forward pass once the wanted site has been read."""
+    """Raised by a reading hook to end a forward pass once the wanted sites have been read."""
 
 
 def _past_length(cache: Any) -> int:
@@ -115,7 +121,11 @@ def attach_tracker(root: nn.Module, arch: ArchSpec, tracker: PositionTracker) ->
 
 
 def attach_edit(root: nn.Module, arch: ArchSpec, site: Site, edit: EditFn) -> RemovableHandle:
-    """Register a hook that replaces the site's hidden state with ``edit(hidden)``."""
+    """Register a hook that replaces the site's hidden state with ``edit(hidden)``.
+
+    A reader is an edit that records its argument and returns it unchanged (or raises
+    :class:`StopForward`).
+    """
     module, where = resolve_module(root, arch, site)
     if where == "input":
 
@@ -162,18 +172,66 @@ def capture_until(
 
     Stopping after the capture skips the later blocks and the unembedding. Gradients flow.
     """
-    captured: list[Tensor] = []
+    return read_sites(root, arch, [site], run, edits=edits, detach=False)[site.name]
 
-    def grab(hidden: Tensor) -> Tensor:
-        captured.append(hidden)
-        raise StopForward
+
+def read_sites(
+    root: nn.Module,
+    arch: ArchSpec,
+    sites: Sequence[Site],
+    run: Callable[[], Any],
+    *,
+    edits: Sequence[tuple[Site, EditFn]] = (),
+    detach: bool = True,
+) -> dict[str, Tensor]:
+    """Run ``run()`` and return the hidden state at every site, stopping after the deepest."""
+    if not sites:
+        raise AuditlensError("read_sites needs at least one site")
+    deepest = max(sites)
+    captured: dict[str, Tensor] = {}
+
+    def reader(site: Site) -> EditFn:
+        def read(hidden: Tensor) -> Tensor:
+            captured[site.name] = hidden.detach() if detach else hidden
+            if site == deepest:
+                raise StopForward
+            return hidden
+
+        return read
 
     with hooks_removed([]) as handles:
         for edit_site, edit in edits:
             handles.append(attach_edit(root, arch, edit_site, edit))
-        handles.append(attach_edit(root, arch, site, grab))
+        for site in sites:
+            handles.append(attach_edit(root, arch, site, reader(site)))
         with suppress(StopForward):
             run()
-    if not captured:
-        raise AuditlensError(f"the forward pass never reached {site.name}")
-    return captured[0]
+    missing = [s.name for s in sites if s.name not in captured]
+    if missing:
+        raise AuditlensError(f"the forward pass never reached {', '.join(missing)}")
+    return captured
+
+
+@contextmanager
+def add_vector(
+    model: nn.Module, arch: ArchSpec, site: str | Site, vector: Float[Tensor, " d_model"]
+) -> Iterator[None]:
+    """Add ``vector`` to a site's activation at every position while the context is open.
+
+    ``model`` is a HF causal LM (or a wrapper: PEFT, ``ModelSide.hf``).
+    """
+    root = unwrap(model)
+    n_layers, d_model = model_dims(root)
+    parsed = parse_site(site, n_layers)
+    if vector.shape != (d_model,):
+        raise AuditlensError(
+            f"steering vector has shape {list(vector.shape)}; expected [{d_model}]"
+        )
+    device = next(root.parameters()).device
+    delta = vector.detach().to(device)
+
+    def add(hidden: Tensor) -> Tensor:
+        return hidden + delta.to(hidden.dtype)
+
+    with hooks_removed([attach_edit(root, arch, parsed, add)]):
+        yield
