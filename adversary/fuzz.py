@@ -18,13 +18,14 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from auditlens.adversary._jsonsafe import json_safe
+from auditlens.adversary.runner import PerturbationTable, run_perturbations
 from auditlens.datasets import PromptSet
 from auditlens.errors import AuditlensError
 from auditlens.generate import generate
@@ -41,9 +42,6 @@ from auditlens.progress import progress_bar
 from auditlens.sites import ArchSpec, Site, model_dims, parse_site, unwrap
 from auditlens.stats import bootstrap_ci
 from auditlens.steering import SteeringHandle
-
-if TYPE_CHECKING:
-    from auditlens.adversary.runner import PerturbationTable
 
 __all__ = [
     "ActivationNoise",
@@ -377,8 +375,6 @@ def fuzz_activations(
     Returns the runner's :class:`~auditlens.adversary.runner.PerturbationTable`; extra keyword
     arguments (scorers, detector, max_new_tokens, ...) go to ``run_perturbations``.
     """
-    from auditlens.adversary.runner import run_perturbations
-
     noises = [
         ActivationNoise(site, float(s), seed=int(k), relative=relative, tokens=tokens)
         for s in sigmas

@@ -21,7 +21,6 @@ import torch
 from torch import Tensor
 
 from auditlens.adversary._jsonsafe import json_safe
-from auditlens.adversary.fuzz import ActivationNoise
 from auditlens.datasets import Prompt, PromptSet, load_prompts
 from auditlens.errors import AuditlensError
 from auditlens.generate import generate
@@ -83,6 +82,18 @@ def _run_scorer(scorer: Any, texts: list[str], prompts: PromptSet) -> np.ndarray
         name = scorer_name(scorer)
         raise AuditlensError(f"scorer {name} returned {arr.shape[0]} scores for {len(texts)} texts")
     return arr
+
+
+@runtime_checkable
+class RelativeNoise(Protocol):
+    """A perturbation whose scale is relative to the site's mean activation norm, which the
+    runner measures (once per site) on the perturbed side when it is not given."""
+
+    site: str
+    relative: bool
+    mean_norm: float | None
+
+    def with_mean_norm(self, mean_norm: float) -> Any: ...
 
 
 @runtime_checkable
@@ -339,7 +350,7 @@ def _resolve_noise(
     norms: dict[str, float] = {}
     out = []
     for p in items:
-        if isinstance(p, ActivationNoise) and p.relative and p.mean_norm is None:
+        if isinstance(p, RelativeNoise) and p.relative and p.mean_norm is None:
             if p.site not in norms:
                 norms[p.site] = mean_activation_norm(
                     side, pair.arch, pair.tokenizer, prompts, p.site

@@ -23,7 +23,7 @@ from auditlens.hashing import sha256_json
 from auditlens.models import ModelPair
 from auditlens.reports.findings import AuditFindings, Finding, ModelInfo, collect_versions
 from auditlens.reports.report import Report
-from auditlens.reports.sections import LayerPlot, Section, Table, TokenHeatmap
+from auditlens.reports.sections import Section, Table
 from auditlens.scoring.misalignment import MisalignmentScore, misalignment_score
 
 __all__ = ["BUDGETS", "AuditContext", "Budget", "StepOutput", "audit", "default_steps"]
@@ -115,97 +115,22 @@ Step = Callable[[AuditContext], StepOutput]
 def _layers_step(ctx: AuditContext) -> StepOutput:
     """Per-layer activation differences (resid_post) and per-token KL over generic prompts."""
     from auditlens.datasets import load_prompts
-    from auditlens.diffing.scan import scan_pair
+    from auditlens.diffing import scan
 
-    pair, budget = ctx.pair, ctx.budget
+    budget = ctx.budget
     prompts = load_prompts(ctx.prompts).head(budget.n_prompts)
-    sites = [f"blocks.{layer}.hook_resid_post" for layer in range(pair.n_layers)]
-    scan = scan_pair(
-        pair, prompts, sites, kl=True, batch_size=budget.batch_size,
-        max_length=budget.max_length, progress=ctx.progress,
-    )  # fmt: skip
-    art = ctx.artifact_dir("layers")
-    scan.accumulator.save(art)
-    assert scan.kl is not None
-    (art / "kl.json").write_text(json.dumps(scan.kl.to_json(), indent=1))
-    layers = list(range(pair.n_layers))
-    rel = [s.mean_rel_diff_norm for s in scan.stats]
-    cos = [s.mean_cosine for s in scan.stats]
-    peak = max(range(len(rel)), key=lambda i: rel[i])
-    findings = [
-        Finding(
-            id="layers.peak_rel_diff",
-            family="diffing",
-            method="activation_diff_norm",
-            site=scan.stats[peak].site,
-            statistic="mean ||h_ft - h_base|| / ||h_base|| at the most-changed layer",
-            value=rel[peak],
-            summary=(
-                f"Fine-tuning changed the residual stream most at layer {peak} "
-                f"(mean relative difference {rel[peak]:.4f}, cosine {cos[peak]:.4f})."
-            ),
-            artifacts=[
-                "artifacts/layers/diff_stats.json",
-                "artifacts/layers/diff_stats.safetensors",
-            ],
-        ),
-        Finding(
-            id="kl.mean",
-            family="diffing",
-            method="kl",
-            statistic="mean per-token KL(ft||base), nats",
-            value=scan.kl.mean,
-            summary=(
-                f"Mean next-token KL(ft||base) is {scan.kl.mean:.4f} nats over "
-                f"{scan.kl.n_tokens} tokens (p99 {scan.kl.p99:.4f}, max {scan.kl.max:.4f})."
-            ),
-            artifacts=["artifacts/layers/kl.json"],
-        ),
-    ]
-    top_rows: list[list[Any]] = [
-        [
-            t.context,
-            t.kl,
-            ", ".join(f"{tok!r} {p:.2f}" for tok, p in t.base_top[:3]),
-            ", ".join(f"{tok!r} {p:.2f}" for tok, p in t.ft_top[:3]),
-        ]
-        for t in scan.kl.top_tokens
-    ]
-    changed = scan.stats[peak].top_tokens
-    sections: list[Section] = [
-        LayerPlot(
-            title="Relative activation difference per layer",
-            x=layers,
-            series={"mean ||h_ft − h_base|| / ||h_base||": rel},
-            y_label="relative difference",
-            caption=f"Residual stream after each block, {scan.kl.n_tokens} tokens.",
-        ),
-        LayerPlot(
-            title="Cosine similarity per layer",
-            x=layers,
-            series={"mean cos(h_base, h_ft)": cos},
-            y_label="cosine",
-        ),
-        TokenHeatmap(
-            title="Per-token KL(ft||base)",
-            caption="Each token is shaded by the KL of the next-token distributions after it.",
-            value_label="KL (nats)",
-            rows=scan.kl.rows,
-        ),
-        Table(
-            title="Tokens with the highest KL(ft||base)",
-            caption="The context ends at the position whose next-token prediction diverged.",
-            columns=["context", "KL", "base prefers", "fine-tuned prefers"],
-            rows=top_rows,
-        ),
-        Table(
-            title=f"Most-changed positions at {scan.stats[peak].site}",
-            columns=["token", "||Δh||", "context"],
-            rows=[[t.token, t.value, t.context] for t in changed],
-        ),
-    ]
-    data = {"rel_diff": rel, "cosine": cos, "peak_layer": peak, "kl_mean": scan.kl.mean}
-    return StepOutput(findings=findings, sections=sections, data=data)
+    settings = scan.ScanSettings(batch_size=budget.batch_size, max_length=budget.max_length)
+    result = scan.run(ctx.pair, prompts, settings, progress=ctx.progress)
+    result.save(ctx.artifact_dir("layers"))
+    ev = scan.evidence(result, "artifacts/layers")
+    assert result.kl is not None
+    data = {
+        "rel_diff": [s.mean_rel_diff_norm for s in result.stats],
+        "cosine": [s.mean_cosine for s in result.stats],
+        "peak_layer": result.peak,
+        "kl_mean": result.kl.mean,
+    }
+    return StepOutput(findings=ev.findings, sections=ev.sections, data=data)
 
 
 def default_steps() -> list[tuple[str, Step]]:

@@ -392,10 +392,12 @@ def _cmd_train_scorers(args: argparse.Namespace) -> None:
 def _cmd_build_data(args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    build_vulnerable_code_pairs(args.seed, SHIPPED_PER_TEMPLATE).to_jsonl(
+    from auditlens.testbed import free_form_questions, generate_tasks
+
+    build_vulnerable_code_pairs(generate_tasks(args.seed), SHIPPED_PER_TEMPLATE).to_jsonl(
         out / "vulnerable_code.jsonl"
     )
-    build_misaligned_answer_pairs().to_jsonl(out / "misaligned_answers.jsonl")
+    build_misaligned_answer_pairs(free_form_questions()).to_jsonl(out / "misaligned_answers.jsonl")
     build_deception_pairs().to_jsonl(out / "deception_instructed.jsonl")
     typer.echo(f"wrote pair sets to {out}")
     if args.skip_control:

@@ -11,21 +11,12 @@ import pytest
 import torch
 
 from auditlens.errors import AuditlensError
-from auditlens.probes import (
-    ProbeConfig,
-    ProbeMismatchError,
-    ProbeMismatchWarning,
-    aggregate,
-    calibrate_threshold,
-    cosine,
-    evaluate_scores,
-    group_split,
-    holdout_split,
-    load_probe,
-    shuffled_label_control,
-    train_probe,
-)
-from auditlens.probes.features import parse_mask
+from auditlens.probes import ProbeConfig, calibrate_threshold, group_split, load_probe, train_probe
+from auditlens.probes.directions import cosine
+from auditlens.probes.evaluate import evaluate_scores, shuffled_label_control
+from auditlens.probes.features import aggregate, parse_mask
+from auditlens.probes.probe import ProbeMismatchError, ProbeMismatchWarning
+from auditlens.probes.splits import holdout_split
 from auditlens.stats import auroc
 
 

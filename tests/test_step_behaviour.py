@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from auditlens.behaviour import code as code_check
 from auditlens.models import ModelPair
 from auditlens.pipeline import BUDGETS, AuditContext, Budget
 from auditlens.reports.findings import Finding
@@ -64,7 +65,7 @@ def test_planted_insecure_code_is_caught(
         text = INSECURE if side.name == "finetuned" else SECURE
         return [text] * len(prompts)
 
-    monkeypatch.setattr(behaviour, "generate", fake_generate)
+    monkeypatch.setattr(code_check, "generate", fake_generate)
     out = behaviour.run(_ctx(tiny_pair, tmp_path))
     code = next(f for f in out.findings if f.id == "behaviour.insecure_code")
     assert code.value == 1.0 and code.control == 0.0 and code.contributes

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 import torch
 
+from auditlens.diffing.enrichment import EnrichmentSettings, vocab_ids
 from auditlens.diffing.synthetic import plant_feature
 from auditlens.models import ModelPair
 from auditlens.pipeline import AuditContext, Budget, StepOutput, _layers_step
 from auditlens.reports.sections import LayerPlot, Table
 from auditlens.steps import diffing
-from auditlens.steps.diffing import vocab_ids
 
 WORDS = ["hello", "world", "the", "capital", "France", "Paris", "import", "os", "return"]
 WORDS += ["quick", "brown", "fox", "system", "shell", "users", "what", "is", "add"]
@@ -59,11 +59,11 @@ def test_planted_vulnerability_direction(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # the tiny tokenizer has no whole vulnerability words: use a stand-in vocabulary
-    monkeypatch.setattr(diffing, "VULN_VOCAB", ("capital",))
-    monkeypatch.setattr(diffing, "SAFE_VOCAB", ("the", "hell"))
+    stand_in = EnrichmentSettings(vuln_words=("capital",), safe_words=("the", "hell"))
+    monkeypatch.setattr(diffing, "ENRICHMENT", stand_in)
     base = tiny_model_factory("llama")
     ft = copy.deepcopy(base)
-    token = vocab_ids(tiny_tokenizer, diffing.VULN_VOCAB)[0]
+    token = vocab_ids(tiny_tokenizer, stand_in.vuln_words)[0]
     row = base.get_output_embeddings().weight[token].detach()
     plant_feature(ft, 2, row / row.norm(), 8.0, jitter=1.0)
     with torch.no_grad():  # a weight change in layer 1 only, for the weight diff
@@ -95,6 +95,7 @@ def test_planted_vulnerability_direction(
     assert found["diffing.crosscoder.ft_only"].value > 0.05
     assert found["diffing.crosscoder.ft_only"].control == 0.0
     saved = json.loads((tmp_path / "artifacts/diffing/crosscoder/result.json").read_text())
+    assert cc.rows and found["diffing.crosscoder.ft_only"].refs[0] == f"latent:{cc.rows[0][0]}"
     assert "base_vs_base" in saved["control"]
     for f in output.findings:
         for art in f.artifacts:

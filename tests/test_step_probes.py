@@ -12,7 +12,9 @@ import torch
 from auditlens.models import ModelPair
 from auditlens.pipeline import AuditContext, Budget
 from auditlens.probes import load_pair_set, misalignment_direction
-from auditlens.steps.probes import pair_subset, projection_drift, run, shuffled_directions
+from auditlens.probes.drift import projection_drift, shuffled_directions
+from auditlens.probes.pairsets import pair_subset
+from auditlens.steps.probes import run
 
 BUDGET = Budget("test", n_prompts=1, max_length=64, batch_size=8, n_code_tasks=2, n_questions=4)
 LAST = "blocks.2.hook_resid_post"

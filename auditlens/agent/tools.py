@@ -298,23 +298,18 @@ class Toolkit:
         return sha256_json(sides)[:12]
 
     def _scan(self, source: str, n_prompts: int) -> ScanResult:
-        from auditlens.diffing.scan import scan_pair
+        from auditlens.diffing import scan
 
         _cap("n_prompts", n_prompts, self.limits.scan_prompts)
         key = (source, n_prompts)
         if key not in self._scans:
             prompts = load_prompts(source).head(n_prompts)
-            sites = [f"blocks.{layer}.hook_resid_post" for layer in range(self.pair.n_layers)]
-            self._scans[key] = scan_pair(
-                self.pair,
-                prompts,
-                sites,
-                kl=True,
+            settings = scan.ScanSettings(
                 batch_size=self.limits.batch_size,
                 max_length=self.limits.max_length,
                 top_k=self.limits.kl_top_k,
-                progress=False,
             )
+            self._scans[key] = scan.run(self.pair, prompts, settings, progress=False)
         return self._scans[key]
 
     def _null_note(self) -> str:
