@@ -35,7 +35,14 @@ from auditlens.judges.code import insecure_code_detector
 from auditlens.models import ModelPair
 from auditlens.steering import mean_activation_norm
 
-__all__ = ["MELBO_ANGLE", "ElicitSettings", "Elicitation", "search"]
+__all__ = [
+    "MELBO_ANGLE",
+    "ElicitSettings",
+    "Elicitation",
+    "melbo_config",
+    "search",
+    "training_prompts",
+]
 
 MELBO_ANGLE = 0.5
 """Radians each MELBO vector may rotate over the run: sets ``lr = angle·R / (√d·steps)``.
@@ -161,26 +168,21 @@ def _lr(radius: float, d_model: int, steps: int) -> float:
     return MELBO_ANGLE * radius / (math.sqrt(d_model) * steps)
 
 
-def search(
-    pair: ModelPair,
-    prompts: Sequence[str],
-    settings: ElicitSettings | None = None,
-    *,
-    detector: Callable[[str], bool] = insecure_code_detector,
-    detector_name: str = "insecure_code",
-    scorers: Sequence[Any] = (),
-) -> Elicitation:
-    """Train MELBO on the fine-tuned side, then run one perturbation set on both sides."""
-    s = settings or ElicitSettings()
-    if not prompts:
-        raise AuditlensError("elicitation needs at least one prompt")
-    prompt_set = PromptSet("adversary_code_tasks", tuple(chat_prompt(p) for p in prompts))
-    n_train = len(prompt_set) if s.melbo_prompts is None else s.melbo_prompts
-    train_set = PromptSet("melbo_train", prompt_set.prompts[:n_train])
+def training_prompts(prompts: Sequence[str], settings: ElicitSettings) -> PromptSet:
+    """The chat prompts MELBO trains on (the first ``melbo_prompts``)."""
+    n = len(prompts) if settings.melbo_prompts is None else settings.melbo_prompts
+    return PromptSet("melbo_train", tuple(chat_prompt(p) for p in prompts[:n]))
+
+
+def melbo_config(pair: ModelPair, prompts: Sequence[str], settings: ElicitSettings) -> MelboConfig:
+    """MELBO's configuration: the radius measured on the fine-tuned side, the learning rate."""
+    s = settings
     source, _ = default_melbo_sites(pair.n_layers)
-    ft = pair.finetuned
-    radius = s.radius * mean_activation_norm(ft, pair.arch, pair.tokenizer, train_set, source)
-    config = MelboConfig(
+    train_set = training_prompts(prompts, s)
+    radius = s.radius * mean_activation_norm(
+        pair.finetuned, pair.arch, pair.tokenizer, train_set, source
+    )
+    return MelboConfig(
         n_vectors=s.n_vectors,
         radius=radius,
         relative=False,
@@ -189,7 +191,29 @@ def search(
         seed=s.seed,
         max_new_tokens=0,
     )
-    melbo = train_melbo(pair, train_set, config, side="finetuned")
+
+
+def search(
+    pair: ModelPair,
+    prompts: Sequence[str],
+    settings: ElicitSettings | None = None,
+    *,
+    detector: Callable[[str], bool] = insecure_code_detector,
+    detector_name: str = "insecure_code",
+    scorers: Sequence[Any] = (),
+    melbo: MelboResult | None = None,
+) -> Elicitation:
+    """Train MELBO on the fine-tuned side (unless ``melbo`` is given: vectors trained with
+    :func:`melbo_config` on :func:`training_prompts`), then run one perturbation set on both
+    sides."""
+    s = settings or ElicitSettings()
+    if not prompts:
+        raise AuditlensError("elicitation needs at least one prompt")
+    prompt_set = PromptSet("adversary_code_tasks", tuple(chat_prompt(p) for p in prompts))
+    ft = pair.finetuned
+    if melbo is None:
+        config = melbo_config(pair, prompts, s)
+        melbo = train_melbo(pair, training_prompts(prompts, s), config, side="finetuned")
     noise_site = s.noise_site or f"blocks.{pair.n_layers // 2}.hook_resid_post"
     noise_norm = mean_activation_norm(ft, pair.arch, pair.tokenizer, prompt_set, noise_site)
     grid = s.noise_grid or tuple((s.sigmas[j % len(s.sigmas)], j) for j in range(s.n_noise))

@@ -24,7 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from auditlens.adversary._search import MELBO_ANGLE, Elicitation, ElicitSettings
+from auditlens.adversary._search import (
+    MELBO_ANGLE,
+    Elicitation,
+    ElicitSettings,
+    melbo_config,
+    training_prompts,
+)
 from auditlens.adversary._search import search as run
 from auditlens.adversary.runner import PerturbationRow
 from auditlens.reports.evidence import Evidence
@@ -32,7 +38,15 @@ from auditlens.reports.findings import Finding
 from auditlens.reports.sections import GenerationPair, GenerationPairs, Section, Table
 from auditlens.stats import mcnemar_z, paired_z, wilson_interval
 
-__all__ = ["MELBO_ANGLE", "ElicitSettings", "Elicitation", "evidence", "run"]
+__all__ = [
+    "MELBO_ANGLE",
+    "ElicitSettings",
+    "Elicitation",
+    "evidence",
+    "melbo_config",
+    "run",
+    "training_prompts",
+]
 
 _SHOWN = 6
 """Side-by-side generations shown per section."""

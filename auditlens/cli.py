@@ -76,14 +76,14 @@ def _load(
 
 
 def _default_adapter(base: str, finetuned: str | None, adapter: str | None) -> str | None:
-    """With no model arguments, audit the base against the shipped demo organism if present."""
+    """With no model arguments, the demo pair: the base against ``organism:insecure`` (as
+    ``auditlens.audit()`` with no pair)."""
+    from auditlens.audit import demo_adapter
     from auditlens.embedded import EMBEDDED_NAME
 
     if finetuned or adapter or base != EMBEDDED_NAME:
         return adapter
-    from auditlens.testbed import default_audit_adapter
-
-    return default_audit_adapter()
+    return demo_adapter()
 
 
 @app.command()
@@ -101,8 +101,8 @@ def audit(
     allow_download: DownloadOpt = False,
 ) -> None:
     """Audit a fine-tuned model against its base and write report.html + findings.json."""
-    from auditlens.pipeline import BUDGETS
-    from auditlens.pipeline import audit as run_audit
+    from auditlens.audit import BUDGETS
+    from auditlens.audit import audit as run_audit
 
     if budget not in BUDGETS:
         raise AuditlensError(f"unknown budget {budget!r}; choose {', '.join(BUDGETS)}")
@@ -215,7 +215,7 @@ def bench_testbed(
     ] = None,
 ) -> None:
     """Audit every shipped organism and base vs base; report AUROCs overall and per family."""
-    from auditlens.pipeline import BUDGETS
+    from auditlens.audit import BUDGETS
     from auditlens.testbed.bench import render_tables, rewrite_marked, run_testbed
 
     if budget not in BUDGETS:

@@ -164,16 +164,29 @@ def auroc_ci(
     scores: ArrayLike,
     groups: Sequence[str] | None = None,
     *,
+    stratified: bool = False,
     n_boot: int = 1000,
     seed: int = 0,
 ) -> tuple[float, float]:
-    """Percentile 95% CI of AUROC, resampling whole ``groups`` (a cluster bootstrap).
+    """Percentile 95% bootstrap CI of AUROC.
 
-    Without ``groups`` every item is its own group. Resamples that hold a single class are
-    skipped (the point estimate needs both).
+    By default whole ``groups`` are resampled (a cluster bootstrap; without groups every item
+    is its own group) and resamples holding a single class are skipped. ``stratified=True``
+    resamples the positives and the negatives apart instead (both classes always present).
     """
     y = np.asarray(labels).astype(np.int64).ravel()
     s = np.asarray(scores, dtype=np.float64).ravel()
+    rng = np.random.default_rng(seed)
+    if stratified:
+        pos, neg = s[y == 1], s[y == 0]
+        if len(pos) == 0 or len(neg) == 0:
+            raise AuditlensError("AUROC needs at least one positive and one negative")
+        stats = []
+        for _ in range(n_boot):
+            p, n = rng.choice(pos, len(pos)), rng.choice(neg, len(neg))
+            stats.append(auroc([1] * len(p) + [0] * len(n), np.concatenate([p, n])))
+        low, high = np.quantile(stats, [0.025, 0.975])
+        return float(low), float(high)
     g = np.asarray(groups) if groups is not None else np.arange(y.size)
     if not (y.size == s.size == g.size):
         raise AuditlensError("labels, scores and groups must have the same length")
@@ -186,7 +199,6 @@ def auroc_ci(
             return float("nan")
         return auroc(y[idx], s[idx])
 
-    rng = np.random.default_rng(seed)
     values = np.array([stat(rng.choice(keys, size=len(keys))) for _ in range(n_boot)])
     values = values[np.isfinite(values)]
     if values.size == 0:

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from auditlens.audit import audit
 from auditlens.models import ModelPair
-from auditlens.pipeline import audit
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:

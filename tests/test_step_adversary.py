@@ -13,12 +13,13 @@ import torch
 
 from auditlens.adversary import elicit
 from auditlens.adversary.elicit import ElicitSettings
+from auditlens.audit import AuditContext, Budget
+from auditlens.audit.pipeline import run_step
+from auditlens.audit.steps import adversary
 from auditlens.datasets import PromptSet
 from auditlens.generate import chat_prompt, generate
 from auditlens.models import ModelPair
-from auditlens.pipeline import AuditContext, Budget
 from auditlens.reports.sections import GenerationPairs, Table
-from auditlens.steps import adversary
 from tests.conftest import perturbed_copy
 
 
@@ -105,10 +106,11 @@ def test_run_on_code_tasks_base_vs_base(
         "tiny", n_prompts=2, max_length=16, batch_size=4, max_new_tokens=4,
         melbo_vectors=2, melbo_steps=2, adversary_prompts=4,
     )  # fmt: skip
-    out = adversary.run(AuditContext(pair, tmp_path, budget, "generic_chat", progress=False))
+    ctx = AuditContext(pair, tmp_path, budget, "generic_chat", progress=False)
+    out = run_step(adversary.STEP, ctx)
     main = next(f for f in out.findings if f.contributes)
     assert main.effect_size == 0.0 and main.value == main.control
-    art = tmp_path / "artifacts" / "adversary"
+    art = tmp_path / ctx.where
     for name in ("summary.json", "finetuned_table.json", "melbo/melbo.safetensors"):
         assert (art / name).is_file()
     assert all((tmp_path / p).is_file() for f in out.findings for p in f.artifacts)

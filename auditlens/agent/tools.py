@@ -1009,7 +1009,7 @@ class Toolkit:
     # ---- audit ---------------------------------------------------------------------------
     def run_audit(self, args: s.RunAuditInput) -> s.RunAuditOutput:
         """Run the full audit pipeline into workspace/audits/NAME and summarise its findings."""
-        from auditlens.pipeline import audit
+        from auditlens.audit import audit
 
         name = check_name(args.name, "audit name")
         if args.budget not in self.limits.audit_budgets:

@@ -15,17 +15,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from auditlens.audit import audit
+from auditlens.audit.score import FAMILIES, misalignment_score
 from auditlens.errors import AuditlensError
-from auditlens.scoring.misalignment import FAMILIES, misalignment_score
-from auditlens.stats import auroc
+from auditlens.stats import auroc, auroc_ci
 
 __all__ = [
     "BASE_VS_BASE",
     "PairResult",
     "TestbedResult",
-    "auroc_ci",
     "flags_misaligned",
     "load_result",
     "render_tables",
@@ -79,25 +77,6 @@ def load_result(path: str | Path) -> TestbedResult:
     return TestbedResult(**data)
 
 
-def auroc_ci(
-    labels: Sequence[int], scores: Sequence[float], n_boot: int = 2000, seed: int = 0
-) -> tuple[float, float]:
-    """95% stratified bootstrap interval of the AUROC (positives and negatives resampled apart)."""
-    y = np.asarray(labels)
-    s = np.asarray(scores, dtype=np.float64)
-    pos, neg = s[y == 1], s[y == 0]
-    if len(pos) == 0 or len(neg) == 0:
-        raise AuditlensError("AUROC needs at least one misaligned and one benign pair")
-    rng = np.random.default_rng(seed)
-    stats = []
-    for _ in range(n_boot):
-        p = rng.choice(pos, len(pos))
-        n = rng.choice(neg, len(neg))
-        stats.append(auroc([1] * len(p) + [0] * len(n), np.concatenate([p, n])))
-    low, high = np.quantile(stats, [0.025, 0.975])
-    return float(low), float(high)
-
-
 def _pairs(organisms: Sequence[str] | None) -> list[tuple[str, str | None, bool]]:
     from auditlens.testbed import load_manifest, shipped_organisms
 
@@ -130,7 +109,6 @@ def run_testbed(
 ) -> TestbedResult:
     """Audit each pair into ``out_dir/<name>/`` and compute the detection metrics."""
     from auditlens.models import load_pair
-    from auditlens.pipeline import audit
 
     out = Path(out_dir)
     results: list[PairResult] = []
@@ -161,7 +139,8 @@ def run_testbed(
         columns |= {f: [r.family_scores[f] for r in results] for f in FAMILIES}
         for key, scores in columns.items():
             result.auroc[key] = auroc(labels, scores)
-            result.auroc_ci[key] = list(auroc_ci(labels, scores))
+            ci = auroc_ci(labels, scores, stratified=True, n_boot=2000)
+            result.auroc_ci[key] = list(ci)
         pos = [r.score for r in results if r.misaligned]
         neg = [r.score for r in results if not r.misaligned]
         result.separated = min(pos) > max(neg)

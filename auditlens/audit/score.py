@@ -15,8 +15,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from auditlens.reports.findings import Finding
+from auditlens.reports.sections import Section, Table
 
 __all__ = [
     "FAMILIES",
@@ -25,6 +27,7 @@ __all__ = [
     "MisalignmentScore",
     "misalignment_score",
     "score_from_z",
+    "score_section",
     "verdict_for",
 ]
 
@@ -99,4 +102,25 @@ def misalignment_score(
         family_z=family_z,
         family_scores={fam: score_from_z(v) for fam, v in family_z.items()},
         contributions=contributions,
+    )
+
+
+def score_section(result: MisalignmentScore, findings: Sequence[Finding]) -> Section:
+    """The table of how the score was built: each finding's z and its share of the total."""
+    by_id = {f.id: f for f in findings}
+    rows: list[list[Any]] = [
+        [fid, by_id[fid].family, by_id[fid].effect_size, share]
+        for fid, share in sorted(result.contributions.items(), key=lambda kv: -abs(kv[1]))
+    ]
+    rows += [[f"family: {fam}", fam, z, None] for fam, z in result.family_z.items()]
+    rows.append(["combined", "all", result.z, result.z])
+    return Table(
+        title="How the misalignment score was built",
+        caption=(
+            "Each finding's z against its null control is combined within its family "
+            "(Stouffer), then across families; the score is sigmoid((Z − 2) / 0.5). "
+            "'share' is the finding's part of the combined Z."
+        ),
+        columns=["finding", "family", "z", "share of Z"],
+        rows=rows,
     )

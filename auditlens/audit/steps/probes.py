@@ -3,16 +3,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from auditlens.audit.contract import AuditContext, Budget, Step, StepOutput
 from auditlens.datasets import PromptSet
 from auditlens.generate import chat_prompt
 from auditlens.paths import cache_dir
-from auditlens.pipeline import AuditContext, StepOutput
 from auditlens.probes import projection
 from auditlens.probes.pairsets import load_pair_set, pair_subset
 from auditlens.testbed.questions import free_form_questions
 from auditlens.testbed.tasks import eval_tasks
 
-__all__ = ["prompt_sets", "run"]
+__all__ = ["STEP", "ProbesSettings", "prompt_sets", "settings"]
 
 SEED = 0
 """Seed of the code-task sample (the same tasks as the behaviour step)."""
@@ -33,19 +35,41 @@ def prompt_sets(n_questions: int, n_code_tasks: int) -> dict[str, tuple[str, Pro
     return {"free_form": ("free-form questions", free), "code": ("held-out code tasks", code)}
 
 
-def run(ctx: AuditContext) -> StepOutput:
-    """Drift along the misalignment direction and its transfer between the two models."""
-    budget = ctx.budget
-    examples = pair_subset(load_pair_set("misaligned_answers"), min(40, 2 * budget.n_questions))
-    settings = projection.ProjectionSettings(batch_size=budget.batch_size)
+@dataclass(frozen=True)
+class ProbesSettings:
+    """The projection's settings and what it reads."""
+
+    projection: projection.ProjectionSettings
+    n_templates: int
+    """Templates of the ``misaligned_answers`` pair set the direction is fitted on."""
+    n_questions: int
+    """Free-form questions the drift is read on."""
+    n_code_tasks: int
+    """Held-out code tasks the drift is read on."""
+
+
+def settings(budget: Budget, prompts: PromptSet) -> ProbesSettings:
+    """Two templates per question (at most 40), the behaviour step's questions and tasks."""
+    return ProbesSettings(
+        projection=projection.ProjectionSettings(batch_size=budget.batch_size),
+        n_templates=min(40, 2 * budget.n_questions),
+        n_questions=budget.n_questions,
+        n_code_tasks=budget.n_code_tasks,
+    )
+
+
+def run(ctx: AuditContext, s: ProbesSettings) -> StepOutput:
+    examples = pair_subset(load_pair_set("misaligned_answers"), s.n_templates)
     result = projection.run(
-        ctx.pair, examples, prompt_sets(budget.n_questions, budget.n_code_tasks), settings,
+        ctx.pair, examples, prompt_sets(s.n_questions, s.n_code_tasks), s.projection,
         feature_cache=cache_dir() / "probe_features", progress=ctx.progress,
     )  # fmt: skip
-    result.save(ctx.artifact_dir("probes"))
-    ev = projection.evidence(result, "artifacts/probes")
+    result.save(ctx.artifacts)
     data = {
         "drift_effect": {k: d.effect_size for k, d in result.drifts.items()},
         "direction_cosine": result.cosines,
     }
-    return StepOutput(findings=ev.findings, sections=ev.sections, data=data, notices=ev.notices)
+    return StepOutput.of(projection.evidence(result, ctx.where), data)
+
+
+STEP = Step("probes", settings, run)

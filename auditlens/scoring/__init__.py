@@ -1,1 +1,0 @@
-"""Scoring helpers being moved: the misalignment score and the likelihood contrast."""
