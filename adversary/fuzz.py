@@ -29,6 +29,7 @@ from auditlens.adversary.runner import PerturbationTable, run_perturbations
 from auditlens.datasets import PromptSet
 from auditlens.errors import AuditlensError
 from auditlens.generate import generate
+from auditlens.hashing import state_dict_sha256
 from auditlens.hooks import (
     TOKEN_RANGES,
     PositionTracker,
@@ -326,8 +327,6 @@ def weight_noise_sweep(
     ``task(side)`` returns per-item scores (higher is better), the same items every call. The
     change from the unperturbed scores is tested with a paired percentile bootstrap.
     """
-    from auditlens.hashing import state_dict_sha256
-
     module = side.hf
     before = state_dict_sha256(module)
     baseline = np.asarray(task(side), dtype=np.float64)

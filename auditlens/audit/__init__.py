@@ -15,7 +15,14 @@ import types
 from typing import Any
 
 from auditlens.audit.cache import ArtifactCache
-from auditlens.audit.contract import BUDGETS, AuditContext, Budget, Step, StepOutput
+from auditlens.audit.contract import (
+    BUDGETS,
+    AuditContext,
+    Budget,
+    Step,
+    StepOutput,
+    resolve_budget,
+)
 from auditlens.audit.pipeline import DEFAULT_OUT, audit, demo_adapter, demo_pair
 from auditlens.audit.score import misalignment_score
 from auditlens.audit.steps import default_steps
@@ -33,6 +40,7 @@ __all__ = [
     "demo_adapter",
     "demo_pair",
     "misalignment_score",
+    "resolve_budget",
 ]
 
 

@@ -15,10 +15,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from auditlens.agent.scripted import run_scripted_audit
+from auditlens.agent.tools import Toolkit
 from auditlens.audit import audit
 from auditlens.audit.score import FAMILIES, misalignment_score
 from auditlens.errors import AuditlensError
+from auditlens.models import load_pair
 from auditlens.stats import auroc, auroc_ci
+from auditlens.testbed.organisms import load_manifest, shipped_organisms
 
 __all__ = [
     "BASE_VS_BASE",
@@ -78,8 +82,6 @@ def load_result(path: str | Path) -> TestbedResult:
 
 
 def _pairs(organisms: Sequence[str] | None) -> list[tuple[str, str | None, bool]]:
-    from auditlens.testbed import load_manifest, shipped_organisms
-
     names = list(organisms) if organisms else [BASE_VS_BASE, *shipped_organisms()]
     out: list[tuple[str, str | None, bool]] = []
     for name in names:
@@ -91,11 +93,9 @@ def _pairs(organisms: Sequence[str] | None) -> list[tuple[str, str | None, bool]
     return out
 
 
-def _scripted(pair: Any, workspace: Path) -> tuple[str, float]:
-    from auditlens.agent.scripted import run_scripted_audit
-    from auditlens.agent.tools import Toolkit
-
-    result = run_scripted_audit(Toolkit.create(pair, workspace))
+def _scripted(pair: Any, workspace: Path, budget: str) -> tuple[str, float]:
+    """The scripted auditor over the same budget (so it shares the audit's artifacts)."""
+    result = run_scripted_audit(Toolkit.create(pair, workspace, budget=budget))
     return result.verdict, result.score
 
 
@@ -108,8 +108,6 @@ def run_testbed(
     progress: bool = True,
 ) -> TestbedResult:
     """Audit each pair into ``out_dir/<name>/`` and compute the detection metrics."""
-    from auditlens.models import load_pair
-
     out = Path(out_dir)
     results: list[PairResult] = []
     for name, adapter, misaligned in _pairs(organisms):
@@ -129,7 +127,7 @@ def run_testbed(
             seconds=round(seconds, 1),
         )
         if scripted:
-            row.scripted_verdict, row.scripted_score = _scripted(pair, out / name / "agent")
+            row.scripted_verdict, row.scripted_score = _scripted(pair, out / name / "agent", budget)
         results.append(row)
         del pair
     result = TestbedResult(budget=budget, pairs=results)
