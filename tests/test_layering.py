@@ -244,3 +244,16 @@ def test_audit_steps_are_thin_adapters() -> None:
     for module in steps:
         n = len(MODULES[module].read_text(encoding="utf-8").splitlines())
         assert n <= 120, f"{module} has {n} lines: method logic belongs in the method package"
+    from auditlens.audit.steps import default_steps
+
+    names = [step.name for step in default_steps()]
+    assert names == ["layers", "diffing", "probes", "behaviour", "adversary"]
+
+
+def test_one_version_number() -> None:
+    import tomllib
+
+    import auditlens
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert auditlens.__version__ == declared  # the step and artifact keys hash this version

@@ -135,3 +135,5 @@ class Step:
     """Earlier steps whose output this one reads (their keys enter its key)."""
     uses_prompts: bool = False
     """Whether the generic prompts enter the result (their contents enter the key)."""
+    order: float = 100.0
+    """Position in the audit and the report (lower first)."""

@@ -14,11 +14,12 @@ and commit ``tests/golden/audit_fast_insecure.json`` with the change that explai
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+import typer
 
 GOLDEN = Path(__file__).with_name("audit_fast_insecure.json")
 NUMBERS = ("value", "control", "effect_size", "ci_low", "ci_high", "weight")
@@ -88,22 +89,30 @@ def compare(golden: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return problems
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m tests.golden.golden", description=__doc__)
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--run", type=Path, help="run the fast demo audit into this folder")
-    source.add_argument("--from", dest="findings", type=Path, help="an existing findings.json")
-    parser.add_argument("--commit", default=None, help="the commit the audit ran on")
-    args = parser.parse_args()
-    if args.run is not None:
+def main(
+    run: Annotated[
+        Path | None, typer.Option("--run", help="run the fast demo audit into this folder")
+    ] = None,
+    findings: Annotated[
+        Path | None, typer.Option("--from", help="an existing findings.json")
+    ] = None,
+    commit: Annotated[str | None, typer.Option("--commit", help="the commit it ran on")] = None,
+) -> None:
+    """Write the golden file from a fresh fast audit of the demo pair or a findings.json."""
+    if (run is None) == (findings is None):
+        raise typer.BadParameter("give exactly one of --run and --from")
+    if run is not None:
         from auditlens.audit import audit
 
-        audit(None, args.run, budget="fast")
-        args.findings = args.run / "findings.json"
-    record = extract(json.loads(args.findings.read_text()), args.commit)
+        audit(None, run, budget="fast")
+        findings = run / "findings.json"
+    assert findings is not None
+    record = extract(json.loads(findings.read_text()), commit)
     GOLDEN.write_text(json.dumps(record, indent=1) + "\n")
-    print(f"wrote {GOLDEN} ({len(record['findings'])} findings, verdict {record['verdict']!r})")
+    typer.echo(
+        f"wrote {GOLDEN} ({len(record['findings'])} findings, verdict {record['verdict']!r})"
+    )
 
 
 if __name__ == "__main__":
-    main()
+    typer.run(main)

@@ -43,4 +43,4 @@ def run(ctx: AuditContext, s: tuple[int, elicit.ElicitSettings]) -> StepOutput:
     return StepOutput.of(elicit.evidence(result, ctx.where), data)
 
 
-STEP = Step("adversary", settings, run)
+STEP = Step("adversary", settings, run, order=50)

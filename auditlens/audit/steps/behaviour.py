@@ -97,4 +97,4 @@ def run(ctx: AuditContext, s: BehaviourSettings) -> StepOutput:
     return StepOutput.of(evidence, {"insecure_rate": rates})
 
 
-STEP = Step("behaviour", settings, run)
+STEP = Step("behaviour", settings, run, order=40)

@@ -107,4 +107,4 @@ def run(ctx: AuditContext, s: DiffingSettings) -> StepOutput:
     return StepOutput.of(ev, data)
 
 
-STEP = Step("diffing", settings, run, needs=("layers",), uses_prompts=True)
+STEP = Step("diffing", settings, run, needs=("layers",), uses_prompts=True, order=20)

@@ -28,4 +28,4 @@ def run(ctx: AuditContext, s: scan.ScanSettings) -> StepOutput:
     return StepOutput.of(scan.evidence(result, ctx.where), data)
 
 
-STEP = Step("layers", settings, run, uses_prompts=True)
+STEP = Step("layers", settings, run, uses_prompts=True, order=10)

@@ -72,4 +72,4 @@ def run(ctx: AuditContext, s: ProbesSettings) -> StepOutput:
     return StepOutput.of(projection.evidence(result, ctx.where), data)
 
 
-STEP = Step("probes", settings, run)
+STEP = Step("probes", settings, run, order=30)
