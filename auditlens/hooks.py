@@ -30,6 +30,7 @@ __all__ = [
     "TokenRange",
     "add_vector",
     "attach_edit",
+    "attach_input_ids",
     "attach_tracker",
     "capture_until",
     "hooks_removed",
@@ -78,6 +79,11 @@ class PositionTracker:
         self.offset = 0
         self.boundary: int | None = None
         self.prompt_lengths: Tensor | None = None
+        self.input_ids: Tensor | None = None
+        """The token ids the embedding last read (set by :func:`attach_input_ids`)."""
+
+    def ids_hook(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        self.input_ids = args[0] if args and isinstance(args[0], Tensor) else None
 
     def pre_hook(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         cache = kwargs.get("past_key_values", kwargs.get("layer_past"))
@@ -118,6 +124,11 @@ def _decoder(root: nn.Module, arch: ArchSpec) -> nn.Module:
 def attach_tracker(root: nn.Module, arch: ArchSpec, tracker: PositionTracker) -> RemovableHandle:
     """Register the tracker's pre-hook on the decoder module."""
     return _decoder(root, arch).register_forward_pre_hook(tracker.pre_hook, with_kwargs=True)
+
+
+def attach_input_ids(root: nn.Module, tracker: PositionTracker) -> RemovableHandle:
+    """Record the token ids of every forward call in ``tracker.input_ids`` (embedding input)."""
+    return unwrap(root).get_input_embeddings().register_forward_pre_hook(tracker.ids_hook)
 
 
 def attach_edit(root: nn.Module, arch: ArchSpec, site: Site, edit: EditFn) -> RemovableHandle:
