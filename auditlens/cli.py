@@ -141,12 +141,23 @@ def harvest(
     device: DeviceOpt = None,
     dtype: DtypeOpt = "float32",
     allow_download: DownloadOpt = False,
+    part: Annotated[
+        str | None,
+        typer.Option(
+            "--slice", help="Harvest only slice i/n of the prompts (merge: harvest-merge)."
+        ),
+    ] = None,
 ) -> None:
     """Harvest paired activations into a resumable safetensors store."""
-    from auditlens.datasets import MaskSpec
+    from auditlens.datasets import MaskSpec, load_prompts
     from auditlens.harvest import harvest as run_harvest
+    from auditlens.harvest import parse_slice, slice_range
 
     pair = _load(base, finetuned, adapter, device, dtype, allow_download)
+    prompt_range = None
+    if part is not None:
+        n_prompts = len(load_prompts(prompts))
+        prompt_range = slice_range(n_prompts, *parse_slice(part), batch_size * 8)
     store = run_harvest(
         pair,  # type: ignore[arg-type]
         prompts,
@@ -158,7 +169,23 @@ def harvest(
         max_length=max_length,
         backend=backend,
         overwrite=overwrite,
+        prompt_range=prompt_range,
     )
+    typer.echo(f"{store.n_tokens} tokens at {len(store.sites)} sites in {out}")
+
+
+@app.command("harvest-merge")
+def harvest_merge(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the merged store.")],
+    sources: Annotated[list[Path], typer.Argument(help="Slice stores (harvest --slice i/n).")],
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty --out.")] = (
+        False
+    ),
+) -> None:
+    """Merge slice stores harvested by several processes or machines into one store."""
+    from auditlens.store import merge_stores
+
+    store = merge_stores(sources, out, overwrite=overwrite)
     typer.echo(f"{store.n_tokens} tokens at {len(store.sites)} sites in {out}")
 
 
