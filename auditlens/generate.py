@@ -31,9 +31,9 @@ from __future__ import annotations
 import hashlib
 import inspect
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import torch
 from torch import Tensor
@@ -44,6 +44,7 @@ from auditlens.execution import auto_batch_size
 
 if TYPE_CHECKING:
     from auditlens.models import ModelPair, ModelSide
+    from auditlens.steering import Steer
 
 __all__ = [
     "BatchSize",
@@ -51,6 +52,7 @@ __all__ = [
     "chat_prompt",
     "generate",
     "generate_pair",
+    "generate_variants",
     "plan_batches",
 ]
 
@@ -130,18 +132,17 @@ def generate(
         return out
     if engine != "fast":
         raise AuditlensError(f"unknown engine {engine!r}; choose fast or hf")
-    rows = [_Row(i, i, None, ids) for i, ids in enumerate(_encode(tokenizer, texts))]
     settings = _Settings.make(max_new_tokens, temperature, top_p, seed, batch_size,
                               sort_by_length, retire_finished, token_budget)  # fmt: skip
     callback = None
     if on_batch is not None:
         user = on_batch
 
-        def callback(batch: list[_Row], decoded: list[str]) -> None:
-            user([r.key for r in batch], decoded)
+        def callback(side_name: str, variant: int, indices: list[int], out: list[str]) -> None:
+            user(indices, out)
 
-    with side.active(), _no_grad():
-        return _run(side.hf, tokenizer, rows, settings, None, callback)
+    result = _generate_variants(side, tokenizer, texts, [None], settings, False, callback)
+    return result[side.name][0]
 
 
 def generate_pair(
@@ -168,53 +169,141 @@ def generate_pair(
     pairs generate each side in turn. Options as in :func:`generate`; ``on_batch(side,
     indices, texts)`` is called as each batch finishes.
     """
+    callback = None
+    if on_batch is not None:
+        user = on_batch
+
+        def callback(side_name: str, variant: int, indices: list[int], out: list[str]) -> None:
+            user(side_name, indices, out)
+
+    result = generate_variants(
+        pair, prompts, [None], max_new_tokens=max_new_tokens, temperature=temperature,
+        top_p=top_p, seed=seed, batch_size=batch_size, prefill=prefill,
+        sort_by_length=sort_by_length, retire_finished=retire_finished,
+        token_budget=token_budget, mixed=mixed, on_batch=callback,
+    )  # fmt: skip
+    return {name: variants[0] for name, variants in result.items()}
+
+
+def generate_variants(
+    target: ModelSide | ModelPair,
+    prompts: PromptSet | Sequence[Any] | str,
+    steers: Sequence[Steer | None],
+    *,
+    tokenizer: Any = None,
+    max_new_tokens: int = 60,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    batch_size: BatchSize = "auto",
+    prefill: str | None = None,
+    sort_by_length: bool | None = None,
+    retire_finished: bool | None = None,
+    token_budget: int | None = None,
+    mixed: bool = True,
+    on_batch: Callable[[str, int, list[int], list[str]], None] | None = None,
+) -> dict[str, list[list[str]]]:
+    """Completions of every prompt under each steering variant, in shared batches.
+
+    ``steers[k]`` is an ``add``/``subtract`` :class:`~auditlens.steering.Steer` or None (no
+    edit). Rows of every variant (and, for a pair, of both sides) share batches; a hook adds
+    each row's own vector, so row ``(k, i)`` gets exactly what ``with steer(side, arch,
+    steers[k]): generate(side, ...)`` gives prompt ``i`` (the same arithmetic per row, and
+    untouched rows for None). Returns ``{side name: [variant][prompt] texts}``: one side for a
+    :class:`ModelSide` (then pass its ``tokenizer``), both for a :class:`ModelPair` (adapter
+    pairs mixed per row as in :func:`generate_pair`). ``on_batch(side, variant, indices,
+    texts)`` is called as each batch finishes. Sampling seeds follow the prompt index, so every
+    variant and side of a prompt shares its random numbers.
+    """
     _check(max_new_tokens, temperature, top_p, batch_size)
+    if not steers:
+        raise AuditlensError("generate_variants needs at least one variant (None: no steering)")
+    from auditlens.models import ModelPair
+
+    if isinstance(target, ModelPair):
+        tokenizer = target.tokenizer
+    elif tokenizer is None:
+        raise AuditlensError("generate_variants on one side needs its tokenizer")
     prompt_set = load_prompts(prompts)
-    tokenizer = pair.tokenizer
     texts = [_render(p, tokenizer, prefill) for p in prompt_set.prompts]
     settings = _Settings.make(max_new_tokens, temperature, top_p, seed, batch_size,
                               sort_by_length, retire_finished, token_budget)  # fmt: skip
+    return _generate_variants(target, tokenizer, texts, list(steers), settings, mixed, on_batch)
+
+
+RowCallback = Callable[[str, int, list[int], list[str]], None]
+
+
+def _generate_variants(
+    target: ModelSide | ModelPair,
+    tokenizer: Any,
+    texts: list[str],
+    steers: list[Steer | None],
+    settings: _Settings,
+    mixed: bool,
+    on_batch: RowCallback | None,
+) -> dict[str, list[list[str]]]:
+    from auditlens.models import ModelPair
+    from auditlens.sites import arch_spec
+
     encoded = _encode(tokenizer, texts)
-    out: dict[str, list[str]] = {}
+    n, n_var = len(encoded), len(steers)
 
-    def callback_for(side_name: str | None) -> Callable[[list[_Row], list[str]], None] | None:
-        if on_batch is None:
-            return None
-        user = on_batch
+    def rows_of(side_name: str, adapter: str | None) -> list[_Row]:
+        return [
+            _Row(side_name, v, i, adapter, ids)
+            for v in range(n_var)
+            for i, ids in enumerate(encoded)
+        ]
 
-        def callback(batch: list[_Row], decoded: list[str]) -> None:
-            groups: dict[str, tuple[list[int], list[str]]] = {}
-            for row, text in zip(batch, decoded, strict=True):
-                name = side_name or ("finetuned" if row.adapter else "base")
-                groups.setdefault(name, ([], []))
-                groups[name][0].append(row.key)
-                groups[name][1].append(text)
-            for name, (keys, decoded_texts) in groups.items():
-                user(name, keys, decoded_texts)
-
-        return callback
-
-    if pair.identical:
-        rows = [_Row(i, i, None, ids) for i, ids in enumerate(encoded)]
-        with pair.base.active(), _no_grad():
-            base = _run(pair.base.hf, tokenizer, rows, settings, None, callback_for("base"))
+    jobs: list[tuple[ModelSide, list[_Row], _Mixer | None]] = []
+    shared: dict[str, str] = {}
+    if isinstance(target, ModelPair):
+        arch = target.arch
+        mixer = _Mixer.for_pair(target) if mixed and not target.identical else None
+        if target.identical:
+            jobs.append((target.base, rows_of("base", None), None))
+            shared["finetuned"] = "base"
+        elif mixer is not None:
+            both = [
+                row
+                for pair_rows in zip(rows_of("base", None), rows_of("finetuned", mixer.adapter),
+                                     strict=True)
+                for row in pair_rows
+            ]  # fmt: skip
+            jobs.append((target.finetuned, both, mixer))
+        else:
+            jobs += [(side, rows_of(side.name, None), None) for side in target.sides]
+    else:
+        arch = arch_spec(target.module)
+        jobs.append((target, rows_of(target.name, None), None))
+    out: dict[str, list[list[str]]] = {}
+    for side, rows, mixer in jobs:
+        listeners: list[_RowListener] = [mixer] if mixer is not None else []
+        steerer = _RowSteerer.make(side.hf, arch, steers)
+        if steerer is not None:
+            listeners.append(steerer)
+        with side.active(), _no_grad(), _attached(mixer), _attached(steerer):
+            decoded = _run(side.hf, tokenizer, rows, settings, listeners, on_batch)
+        for row, text in zip(rows, decoded, strict=True):
+            out.setdefault(row.side, [[""] * n for _ in range(n_var)])[row.variant][row.prompt] = (
+                text
+            )
+    for copy_to, source in shared.items():
+        out[copy_to] = [list(v) for v in out[source]]
         if on_batch is not None:
-            on_batch("finetuned", list(range(len(base))), list(base))
-        return {"base": base, "finetuned": list(base)}
-    mixer = _Mixer.for_pair(pair) if mixed else None
-    if mixer is not None:
-        rows = []
-        for i, ids in enumerate(encoded):
-            rows.append(_Row(2 * i, i, None, ids))
-            rows.append(_Row(2 * i + 1, i, mixer.adapter, ids))
-        with pair.finetuned.active(), _no_grad(), mixer.attached():
-            both = _run(pair.finetuned.hf, tokenizer, rows, settings, mixer, callback_for(None))
-        return {"base": both[0::2], "finetuned": both[1::2]}
-    for side in pair.sides:
-        rows = [_Row(i, i, None, ids) for i, ids in enumerate(encoded)]
-        with side.active(), _no_grad():
-            out[side.name] = _run(side.hf, tokenizer, rows, settings, None, callback_for(side.name))
+            for v, variant_texts in enumerate(out[copy_to]):
+                on_batch(copy_to, v, list(range(n)), list(variant_texts))
     return out
+
+
+@contextmanager
+def _attached(listener: _RowListener | None) -> Iterator[None]:
+    if listener is None:
+        yield
+        return
+    with listener.attached():
+        yield
 
 
 # --------------------------------------------------------------------------------------------
@@ -223,9 +312,11 @@ def generate_pair(
 
 @dataclass(frozen=True)
 class _Row:
-    """One generation: its slot in the output, its prompt index (for seeds), its adapter."""
+    """One generation: its side, steering variant and prompt index (which also seeds its
+    sampling), the adapter it runs with in a mixed batch, and its prompt's token ids."""
 
-    key: int
+    side: str
+    variant: int
     prompt: int
     adapter: str | None
     ids: list[int]
@@ -341,10 +432,10 @@ def _run(
     tokenizer: Any,
     rows: list[_Row],
     settings: _Settings,
-    mixer: _Mixer | None,
-    callback: Callable[[list[_Row], list[str]], None] | None,
+    listeners: list[_RowListener],
+    callback: RowCallback | None,
 ) -> list[str]:
-    """Generate every row; returns texts indexed by ``row.key`` (0..n-1)."""
+    """Generate every row; returns the texts in the order of ``rows``."""
     out: list[str] = [""] * len(rows)
     if not rows:
         return out
@@ -365,15 +456,21 @@ def _run(
         )
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    decoder = _Decoder(model, _eos_ids(model, tokenizer), int(pad_id), settings, mixer)
+    decoder = _Decoder(model, _eos_ids(model, tokenizer), int(pad_id), settings, listeners)
     for batch_idx in plan_batches(lengths, rows_for, sort_by_length=settings.sort_by_length):
         batch = [rows[i] for i in batch_idx]
         tokens = decoder.run(batch)
         decoded = [tokenizer.decode(t, skip_special_tokens=True) for t in tokens]
-        for row, text in zip(batch, decoded, strict=True):
-            out[row.key] = text
+        for i, text in zip(batch_idx, decoded, strict=True):
+            out[i] = text
         if callback is not None:
-            callback(batch, decoded)
+            groups: dict[tuple[str, int], tuple[list[int], list[str]]] = {}
+            for row, text in zip(batch, decoded, strict=True):
+                keys, texts = groups.setdefault((row.side, row.variant), ([], []))
+                keys.append(row.prompt)
+                texts.append(text)
+            for (side_name, variant), (keys, texts) in groups.items():
+                callback(side_name, variant, keys, texts)
     return out
 
 
@@ -386,13 +483,13 @@ class _Decoder:
         eos: set[int],
         pad_id: int,
         settings: _Settings,
-        mixer: _Mixer | None,
+        listeners: list[_RowListener],
     ) -> None:
         self.model = model
         self.eos = eos
         self.pad_id = pad_id
         self.settings = settings
-        self.mixer = mixer
+        self.listeners = listeners
         self.device = next(model.parameters()).device
         self.logits_kwargs = {"logits_to_keep": 1} if _takes_logits_to_keep(model) else {}
 
@@ -423,8 +520,8 @@ class _Decoder:
         alive = list(range(n))  # batch rows still in the tensors, in tensor order
         done = [False] * n
         tokens: list[list[int]] = [[] for _ in range(n)]
-        if self.mixer is not None:
-            self.mixer.set_rows([batch[j].adapter for j in alive])
+        for listener in self.listeners:
+            listener.set_rows([batch[j] for j in alive])
         logits = self._forward(ids, attn, pos, cache)
         for step in range(s.max_new_tokens):
             nxt = pick(logits, alive)
@@ -444,8 +541,8 @@ class _Decoder:
                 cache_select(cache, index)
                 attn, pos, nxt = attn[index], pos[index], nxt[index]
                 alive = [alive[k] for k in keep]
-                if self.mixer is not None:
-                    self.mixer.set_rows([batch[j].adapter for j in alive])
+                for listener in self.listeners:
+                    listener.set_rows([batch[j] for j in alive])
             attn = torch.cat([attn, attn.new_ones((attn.shape[0], 1))], dim=-1)
             pos = pos[:, -1:] + 1
             logits = self._forward(nxt[:, None], attn, pos, cache)
@@ -595,7 +692,15 @@ def _new_buffer_layer(capacity: int) -> Any:
 
 
 # --------------------------------------------------------------------------------------------
-# Mixed batches: the adapter on for some rows, off for others
+# Per-row state: the adapter on for some rows and off for others, a steering vector per row
+
+
+class _RowListener(Protocol):
+    """Told which rows the batch holds (in tensor order) before each forward pass."""
+
+    def set_rows(self, rows: list[_Row]) -> None: ...
+
+    def attached(self) -> AbstractContextManager[None]: ...
 
 
 class _Mixer:
@@ -628,8 +733,8 @@ class _Mixer:
             return None
         return cls(layers, adapter)
 
-    def set_rows(self, adapters: list[str | None]) -> None:
-        self.names = ["__base__" if a is None else a for a in adapters]
+    def set_rows(self, rows: list[_Row]) -> None:
+        self.names = ["__base__" if r.adapter is None else r.adapter for r in rows]
 
     @contextmanager
     def attached(self) -> Iterator[None]:
@@ -644,6 +749,98 @@ class _Mixer:
         finally:
             for h in handles:
                 h.remove()
+
+
+class _RowSteerer:
+    """Adds each row's own steering vector (``add``/``subtract``) at its site.
+
+    Row ``r`` of variant ``k`` gets ``h + (±coeff_k)·v_k`` on the positions of ``tokens_k``,
+    computed exactly as :func:`auditlens.steering.steer` computes it for a whole batch;
+    rows without a vector at a site are left untouched (``torch.where``, not ``+ 0``).
+    """
+
+    def __init__(self, root: Any, arch: Any, steers: list[Steer | None]) -> None:
+        from auditlens.hooks import PositionTracker
+        from auditlens.sites import model_dims, parse_site
+
+        n_layers, d_model = model_dims(root)
+        self.root, self.arch, self.steers = root, arch, steers
+        self.tracker = PositionTracker()
+        self.by_site: dict[str, tuple[Any, list[int]]] = {}
+        for k, spec in enumerate(steers):
+            if spec is None:
+                continue
+            if spec.mode not in ("add", "subtract"):
+                raise AuditlensError(
+                    f"per-row steering supports add and subtract, not {spec.mode!r}; "
+                    "steer the whole batch with auditlens.steering.steer instead"
+                )
+            if spec.d_model != d_model:
+                raise AuditlensError(
+                    f"steering vector has width {spec.d_model} but the model's d_model is {d_model}"
+                )
+            site = parse_site(spec.site, n_layers)
+            self.by_site.setdefault(site.name, (site, []))[1].append(k)
+        self.variants = torch.zeros(0, dtype=torch.long)
+        self._tables: dict[tuple[str, torch.dtype, torch.device], tuple[Tensor, Tensor]] = {}
+
+    @classmethod
+    def make(cls, root: Any, arch: Any, steers: list[Steer | None]) -> _RowSteerer | None:
+        return cls(root, arch, steers) if any(s is not None for s in steers) else None
+
+    def set_rows(self, rows: list[_Row]) -> None:
+        self.variants = torch.tensor([r.variant for r in rows], dtype=torch.long)
+
+    def _table(self, site: str, hidden: Tensor) -> tuple[Tensor, Tensor]:
+        key = (site, hidden.dtype, hidden.device)
+        if key not in self._tables:
+            d = hidden.shape[-1]
+            deltas = hidden.new_zeros((len(self.steers), d))
+            has = torch.zeros(len(self.steers), dtype=torch.bool, device=hidden.device)
+            for k in self.by_site[site][1]:
+                spec = self.steers[k]
+                assert spec is not None
+                sign = 1.0 if spec.mode == "add" else -1.0
+                vec = spec.vector.detach().to(hidden.dtype).to(hidden.device)
+                deltas[k] = (sign * spec.coeff) * vec
+                has[k] = True
+            self._tables[key] = (deltas, has)
+        return self._tables[key]
+
+    def _edit(self, site: str) -> Callable[[Tensor], Tensor]:
+        def edit(hidden: Tensor) -> Tensor:
+            deltas, has = self._table(site, hidden)
+            rows = self.variants.to(hidden.device)
+            edited = hidden + deltas[rows][:, None, :]
+            mask = has[rows][:, None, None].expand(hidden.shape[0], hidden.shape[1], 1)
+            ranges = {self.steers[k].tokens for k in self.by_site[site][1]}  # type: ignore[union-attr]
+            if ranges != {"all"}:
+                per_row = torch.zeros_like(mask)
+                for token_range in ranges:
+                    selected = self.tracker.select(token_range, hidden)
+                    chosen = torch.tensor(
+                        [
+                            self.steers[k] is not None and self.steers[k].tokens == token_range  # type: ignore[union-attr]
+                            for k in range(len(self.steers))
+                        ],
+                        device=hidden.device,
+                    )[rows][:, None, None]
+                    rng = chosen if selected is None else chosen & selected
+                    per_row = per_row | rng
+                mask = mask & per_row
+            return torch.where(mask, edited, hidden)
+
+        return edit
+
+    @contextmanager
+    def attached(self) -> Iterator[None]:
+        from auditlens.hooks import attach_edit, attach_tracker, hooks_removed
+
+        with hooks_removed([]) as handles:
+            handles.append(attach_tracker(self.root, self.arch, self.tracker))
+            for name, (site, _) in self.by_site.items():
+                handles.append(attach_edit(self.root, self.arch, site, self._edit(name)))
+            yield
 
 
 # --------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from auditlens.errors import AuditlensError
-from auditlens.generate import generate, generate_pair, plan_batches
+from auditlens.generate import generate, generate_pair, generate_variants, plan_batches
 from auditlens.models import ModelPair, load_pair
 from tests.conftest import PROMPTS, make_tiny_model, perturbed_copy
 
@@ -203,10 +203,62 @@ def test_mixed_adapter_batches_equal_switching_the_adapter(
         handle.remove()
     plain = generate_pair(pair, PROMPTS, max_new_tokens=NEW, mixed=False)
     assert plain == refs
+    from auditlens.steering import steer
+
+    spec = _steers(pair.d_model)[1]
+    with steer(pair.base, pair.arch, spec):  # the same hooks serve both sides
+        steered = {
+            s.name: generate(s, pair.tokenizer, PROMPTS, max_new_tokens=NEW, engine="hf")
+            for s in pair.sides
+        }
+    variants = generate_variants(pair, PROMPTS, [None, spec], max_new_tokens=NEW)
+    assert variants == {name: [refs[name], steered[name]] for name in refs}
     with pair.base.active():  # the mixing hooks are gone afterwards
         assert (
             generate(pair.base, pair.tokenizer, PROMPTS[:2], max_new_tokens=NEW) == refs["base"][:2]
         )
+
+
+def _steers(d_model: int) -> list[Any]:
+    from auditlens.steering import Steer
+
+    gen = torch.Generator().manual_seed(5)
+    vec = [torch.randn(d_model, generator=gen) * 3 for _ in range(3)]
+    return [
+        None,
+        Steer("blocks.1.hook_resid_post", vec[0]),
+        Steer("blocks.1.hook_resid_post", vec[1], mode="subtract", coeff=2.0, tokens="generated"),
+        Steer("blocks.0.hook_resid_pre", vec[2], tokens="prompt"),
+    ]
+
+
+def test_steering_variants_in_shared_batches_equal_one_steered_run_each(
+    eos_pair: ModelPair,
+) -> None:
+    from auditlens.steering import Steer, steer
+
+    side, tok = eos_pair.finetuned, eos_pair.tokenizer
+    steers = _steers(eos_pair.d_model)
+    refs = []
+    for spec in steers:
+        if spec is None:
+            refs.append(generate(side, tok, PROMPTS, max_new_tokens=NEW, engine="hf", batch_size=4))
+            continue
+        with steer(side, eos_pair.arch, spec):
+            refs.append(generate(side, tok, PROMPTS, max_new_tokens=NEW, engine="hf", batch_size=4))
+    assert len({tuple(r) for r in refs}) == len(refs)  # every variant changes the text
+    for options in ({}, {"batch_size": 5, "retire_finished": True}):
+        got = generate_variants(side, PROMPTS, steers, tokenizer=tok, max_new_tokens=NEW, **options)
+        assert got == {side.name: refs}, options
+    both = generate_variants(eos_pair, PROMPTS, steers[:2], max_new_tokens=NEW)
+    assert both["finetuned"] == refs[:2]
+    with pytest.raises(AuditlensError, match="add and subtract"):
+        generate_variants(
+            side, PROMPTS, [Steer("blocks.1.hook_resid_post", torch.ones(32), mode="scale")],
+            tokenizer=tok,
+        )  # fmt: skip
+    with pytest.raises(AuditlensError, match="its tokenizer"):
+        generate_variants(side, PROMPTS, [None])
 
 
 def test_merged_copy_generates_like_the_adapter_and_leaves_the_pair_alone(
