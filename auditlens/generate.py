@@ -58,6 +58,8 @@ __all__ = [
 
 Engine = Literal["fast", "hf"]
 BatchSize = int | Literal["auto"]
+MIN_SHARED_PREFIX = 8
+"""Shortest common prompt prefix worth computing once per batch (``share_prefix``)."""
 RETIRE_FRACTION = 0.25
 """Finished rows leave the batch once they are this fraction of it (each compaction copies
 the KV cache once, so compacting on every finished row would cost more than it saves)."""
@@ -107,6 +109,7 @@ def generate(
     sort_by_length: bool | None = None,
     retire_finished: bool | None = None,
     token_budget: int | None = None,
+    share_prefix: bool = False,
     on_batch: Callable[[list[int], list[str]], None] | None = None,
 ) -> list[str]:
     """Generate a completion per prompt, in input order; ``temperature=0`` is greedy.
@@ -117,7 +120,11 @@ def generate(
     the CPU budget). ``sort_by_length`` and ``retire_finished`` default to on for ``"auto"``
     and off for an integer (transformers' batch shapes). ``on_batch(indices, texts)`` is
     called as each batch finishes (e.g. to hand texts to a judge while the next batch runs).
-    The same seed gives the same samples, whatever the batching.
+    The same seed gives the same samples, whatever the batching. ``share_prefix`` computes
+    the prompt tokens every row of a batch starts with (the chat template's system prompt)
+    once per batch instead of once per row; it changes the shapes of the forward calls and
+    the prompt boundary that position-dependent hooks see (``tokens="prompt"/"generated"``
+    steering), so use it only without such hooks.
     """
     _check(max_new_tokens, temperature, top_p, batch_size)
     prompt_set = load_prompts(prompts)
@@ -132,8 +139,10 @@ def generate(
         return out
     if engine != "fast":
         raise AuditlensError(f"unknown engine {engine!r}; choose fast or hf")
-    settings = _Settings.make(max_new_tokens, temperature, top_p, seed, batch_size,
-                              sort_by_length, retire_finished, token_budget)  # fmt: skip
+    settings = _Settings.make(
+        max_new_tokens, temperature, top_p, seed, batch_size, sort_by_length, retire_finished,
+        token_budget, share_prefix,
+    )  # fmt: skip
     callback = None
     if on_batch is not None:
         user = on_batch
@@ -158,6 +167,7 @@ def generate_pair(
     sort_by_length: bool | None = None,
     retire_finished: bool | None = None,
     token_budget: int | None = None,
+    share_prefix: bool = False,
     mixed: bool = True,
     on_batch: Callable[[str, list[int], list[str]], None] | None = None,
 ) -> dict[str, list[str]]:
@@ -180,7 +190,7 @@ def generate_pair(
         pair, prompts, [None], max_new_tokens=max_new_tokens, temperature=temperature,
         top_p=top_p, seed=seed, batch_size=batch_size, prefill=prefill,
         sort_by_length=sort_by_length, retire_finished=retire_finished,
-        token_budget=token_budget, mixed=mixed, on_batch=callback,
+        token_budget=token_budget, share_prefix=share_prefix, mixed=mixed, on_batch=callback,
     )  # fmt: skip
     return {name: variants[0] for name, variants in result.items()}
 
@@ -200,6 +210,7 @@ def generate_variants(
     sort_by_length: bool | None = None,
     retire_finished: bool | None = None,
     token_budget: int | None = None,
+    share_prefix: bool = False,
     mixed: bool = True,
     on_batch: Callable[[str, int, list[int], list[str]], None] | None = None,
 ) -> dict[str, list[list[str]]]:
@@ -226,8 +237,15 @@ def generate_variants(
         raise AuditlensError("generate_variants on one side needs its tokenizer")
     prompt_set = load_prompts(prompts)
     texts = [_render(p, tokenizer, prefill) for p in prompt_set.prompts]
-    settings = _Settings.make(max_new_tokens, temperature, top_p, seed, batch_size,
-                              sort_by_length, retire_finished, token_budget)  # fmt: skip
+    settings = _Settings.make(
+        max_new_tokens, temperature, top_p, seed, batch_size, sort_by_length, retire_finished,
+        token_budget, share_prefix,
+    )  # fmt: skip
+    if share_prefix and any(x is not None and x.tokens != "all" for x in steers):
+        raise AuditlensError(
+            "share_prefix moves the prompt boundary that tokens='prompt'/'generated' steering "
+            "needs; steer all tokens or leave share_prefix off"
+        )
     return _generate_variants(target, tokenizer, texts, list(steers), settings, mixed, on_batch)
 
 
@@ -332,6 +350,7 @@ class _Settings:
     sort_by_length: bool
     retire_finished: bool
     token_budget: int | None
+    share_prefix: bool = False
 
     @classmethod
     def make(
@@ -344,6 +363,7 @@ class _Settings:
         sort_by_length: bool | None,
         retire_finished: bool | None,
         token_budget: int | None,
+        share_prefix: bool = False,
     ) -> _Settings:
         auto = batch_size == "auto"
         return cls(
@@ -355,6 +375,7 @@ class _Settings:
             auto if sort_by_length is None else sort_by_length,
             auto if retire_finished is None else retire_finished,
             token_budget,
+            share_prefix,
         )
 
 
@@ -388,6 +409,16 @@ def plan_batches(
         batches.append(batch)
         pos += len(batch)
     return batches
+
+
+def _common_prefix(rows: list[list[int]]) -> int:
+    """Length of the token prefix all rows share, leaving each row at least one token."""
+    shortest = min(len(r) for r in rows)
+    n = 0
+    first = rows[0]
+    while n < shortest - 1 and all(r[n] == first[n] for r in rows):
+        n += 1
+    return n
 
 
 def _encode(tokenizer: Any, texts: list[str]) -> list[list[int]]:
@@ -506,16 +537,23 @@ class _Decoder:
 
     def run(self, batch: list[_Row]) -> list[list[int]]:
         s = self.settings
-        width = max(len(r.ids) for r in batch)
         n = len(batch)
+        prefix = _common_prefix([r.ids for r in batch]) if s.share_prefix and n > 1 else 0
+        if prefix < MIN_SHARED_PREFIX:
+            prefix = 0
+        width = max(len(r.ids) for r in batch) - prefix
+        cache = _make_cache(self.model, prefix + width + s.max_new_tokens)
+        if prefix:
+            self._prefill_prefix(batch, prefix, cache)
         ids = torch.full((n, width), self.pad_id, dtype=torch.long)
-        attn = torch.zeros((n, width), dtype=torch.long)
+        attn = torch.zeros((n, prefix + width), dtype=torch.long)
+        attn[:, :prefix] = 1
         for j, row in enumerate(batch):
-            ids[j, width - len(row.ids) :] = torch.tensor(row.ids, dtype=torch.long)
-            attn[j, width - len(row.ids) :] = 1
+            suffix = row.ids[prefix:]
+            ids[j, width - len(suffix) :] = torch.tensor(suffix, dtype=torch.long)
+            attn[j, prefix + width - len(suffix) :] = 1
         ids, attn = ids.to(self.device), attn.to(self.device)
-        pos = (attn.cumsum(-1) - 1).masked_fill(attn == 0, 0)
-        cache = _make_cache(self.model, width + s.max_new_tokens)
+        pos = (attn.cumsum(-1) - 1).masked_fill(attn == 0, 0)[:, prefix:]
         pick = self._picker(batch)
         alive = list(range(n))  # batch rows still in the tensors, in tensor order
         done = [False] * n
@@ -547,6 +585,20 @@ class _Decoder:
             pos = pos[:, -1:] + 1
             logits = self._forward(nxt[:, None], attn, pos, cache)
         return tokens
+
+    def _prefill_prefix(self, batch: list[_Row], prefix: int, cache: Any) -> None:
+        """Run the shared prompt prefix once per distinct (adapter, steering variant) and
+        copy its KV cache to every row of the batch."""
+        classes: dict[tuple[str | None, int], int] = {}
+        of_row = [classes.setdefault((r.adapter, r.variant), len(classes)) for r in batch]
+        reps = [next(r for r in batch if (r.adapter, r.variant) == key) for key in classes]
+        ids = torch.tensor([batch[0].ids[:prefix]] * len(reps), dtype=torch.long)
+        attn = torch.ones_like(ids)
+        pos = torch.arange(prefix).expand(len(reps), prefix)
+        for listener in self.listeners:
+            listener.set_rows(reps)
+        self._forward(ids.to(self.device), attn.to(self.device), pos.to(self.device), cache)
+        cache_select(cache, torch.tensor(of_row, device=self.device))
 
     def _picker(self, batch: list[_Row]) -> Callable[[Tensor, list[int]], Tensor]:
         s = self.settings

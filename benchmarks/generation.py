@@ -10,6 +10,8 @@ for two rounds) so machine load hits each alike:
 - ``fast8``: the new decode loop with the same batches (preallocated KV cache only);
 - ``pair_auto``: ``generate_pair(pair, batch_size="auto")``: both sides' rows in the same
   batches (LoRA per row), sorted by length, sized by the token budget, finished rows retired;
+- ``pair_auto_prefix``: ``pair_auto`` with ``share_prefix=True`` (the chat template's system
+  prompt, the same for every row, is computed once per batch and side);
 - ``merged_ft`` (not in the default list): the fine-tuned side only, from a copy with the
   adapter merged into the weights (``models.merged_finetuned``), ``batch_size="auto"``; its
   base texts are ``old``'s. Merging changes rounding, so texts may change: the table counts
@@ -23,7 +25,8 @@ norm at the middle layer's residual stream; K = ``--vectors``) on both sides:
 - ``old``: for each side and variant, ``with steer(...)``: ``generate(engine="hf",
   batch_size=8)`` (what the adversary does today);
 - ``variants_auto``: ``generate_variants(pair, prompts, steers, batch_size="auto")``: every
-  side, variant and prompt in shared batches with per-row vectors.
+  side, variant and prompt in shared batches with per-row vectors;
+- ``variants_auto_prefix``: the same with ``share_prefix=True``.
 
 Every variant's texts are compared with ``old`` (greedy: they must be identical). Writes
 ``benchmarks/results/generation.json`` (``generation_adversary.json``) and prints a table.
@@ -51,8 +54,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import markdown_table, write_result
 
-VARIANTS = ("old", "fast8", "pair_auto")
-ADVERSARY_VARIANTS = ("old", "variants_auto")
+VARIANTS = ("old", "fast8", "pair_auto", "pair_auto_prefix")
+ADVERSARY_VARIANTS = ("old", "variants_auto", "variants_auto_prefix")
 
 
 def _steers(pair: Any, k: int, norm: float) -> list[Any]:
@@ -83,9 +86,10 @@ def run_adversary_variant(name: str, pair: Any, prompts: Any, steers: list[Any],
                     continue
                 with steer(side, pair.arch, spec):
                     texts[f"{side.name}/{k}"] = generate(side, pair.tokenizer, prompts, **opts)
-    elif name == "variants_auto":
+    elif name in ("variants_auto", "variants_auto_prefix"):
         out = generate_variants(pair, prompts, steers, max_new_tokens=max_new,
-                                batch_size="auto", token_budget=budget)  # fmt: skip
+                                batch_size="auto", token_budget=budget,
+                                share_prefix=name.endswith("_prefix"))  # fmt: skip
         texts = {f"{side}/{k}": t for side, rows in out.items() for k, t in enumerate(rows)}
     else:
         raise SystemExit(f"unknown adversary variant {name}")
@@ -132,10 +136,11 @@ def run_variant(name: str, pair: Any, prompts: Any, max_new: int, budget: int | 
             raise SystemExit("not enough memory for a merged copy")
         texts = {"finetuned": generate(side, pair.tokenizer, prompts, max_new_tokens=max_new,
                                        batch_size="auto", token_budget=budget)}  # fmt: skip
-    elif name == "pair_auto":
+    elif name in ("pair_auto", "pair_auto_prefix"):
         texts = generate_pair(
-            pair, prompts, max_new_tokens=max_new, batch_size="auto", token_budget=budget
-        )
+            pair, prompts, max_new_tokens=max_new, batch_size="auto", token_budget=budget,
+            share_prefix=name.endswith("_prefix"),
+        )  # fmt: skip
     else:
         raise SystemExit(f"unknown variant {name}")
     sync()

@@ -99,6 +99,35 @@ def test_fast_engine_gives_the_reference_greedy_text(
             assert min(batch_sizes_seen) < max(batch_sizes_seen) == 11  # rows left the batch
 
 
+SYSTEM = "You are a careful assistant. Answer briefly and say hello world when asked."
+
+
+def test_shared_prompt_prefix_gives_the_same_text(
+    eos_pair: ModelPair, batch_sizes_seen: list[int]
+) -> None:
+    from auditlens.datasets import PromptSet
+    from auditlens.generate import chat_prompt
+
+    side, tok = eos_pair.finetuned, eos_pair.tokenizer
+    prompts = PromptSet("system", tuple(chat_prompt(p, system=SYSTEM) for p in PROMPTS))
+    ref = generate(side, tok, prompts, max_new_tokens=NEW, engine="hf", batch_size=4)
+    for options in ({"batch_size": "auto"}, {"batch_size": 3, "retire_finished": True}):
+        batch_sizes_seen.clear()
+        got = generate(side, tok, prompts, max_new_tokens=NEW, share_prefix=True, **options)
+        assert got == ref, options
+        assert 1 in batch_sizes_seen  # the prefix ran once, on its own
+    steers = _steers(eos_pair.d_model)[:2]
+    plain = generate_variants(side, prompts, steers, tokenizer=tok, max_new_tokens=NEW)
+    shared = generate_variants(
+        side, prompts, steers, tokenizer=tok, max_new_tokens=NEW, share_prefix=True
+    )
+    assert shared == plain
+    with pytest.raises(AuditlensError, match="share_prefix"):
+        generate_variants(
+            side, prompts, _steers(eos_pair.d_model)[2:3], tokenizer=tok, share_prefix=True
+        )
+
+
 def test_integer_batch_size_keeps_transformers_batch_shapes(
     eos_pair: ModelPair, batch_sizes_seen: list[int]
 ) -> None:
@@ -194,7 +223,11 @@ def test_mixed_adapter_batches_equal_switching_the_adapter(
     layer = next(m for m in pair.finetuned.module.modules() if isinstance(m, LoraLayer))
     handle = layer.register_forward_hook(spy, with_kwargs=True)
     try:
-        for options in ({}, {"batch_size": 3}, {"batch_size": 5, "retire_finished": True}):
+        for options in (
+            {},
+            {"batch_size": 3},
+            {"batch_size": 5, "retire_finished": True},
+        ):
             seen.clear()
             mixed = generate_pair(pair, PROMPTS, max_new_tokens=NEW, **options)
             assert mixed == refs, options
@@ -203,6 +236,15 @@ def test_mixed_adapter_batches_equal_switching_the_adapter(
         handle.remove()
     plain = generate_pair(pair, PROMPTS, max_new_tokens=NEW, mixed=False)
     assert plain == refs
+    from auditlens.datasets import PromptSet
+    from auditlens.generate import chat_prompt
+
+    system = PromptSet("system", tuple(chat_prompt(p, system=SYSTEM) for p in PROMPTS))
+    sys_refs = {
+        s.name: generate(s, pair.tokenizer, system, max_new_tokens=NEW, engine="hf")
+        for s in pair.sides
+    }
+    assert generate_pair(pair, system, max_new_tokens=NEW, share_prefix=True) == sys_refs
     from auditlens.steering import steer
 
     spec = _steers(pair.d_model)[1]
