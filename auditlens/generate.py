@@ -541,8 +541,11 @@ class _Decoder:
         prefix = _common_prefix([r.ids for r in batch]) if s.share_prefix and n > 1 else 0
         if prefix < MIN_SHARED_PREFIX:
             prefix = 0
+        cache = _make_cache(self.model, max(len(r.ids) for r in batch) + s.max_new_tokens)
+        selectable = can_select_rows(cache)
+        if not selectable:
+            prefix = 0
         width = max(len(r.ids) for r in batch) - prefix
-        cache = _make_cache(self.model, prefix + width + s.max_new_tokens)
         if prefix:
             self._prefill_prefix(batch, prefix, cache)
         ids = torch.full((n, width), self.pad_id, dtype=torch.long)
@@ -573,7 +576,8 @@ class _Decoder:
             n_done = sum(done[j] for j in alive)
             if n_done == len(alive) or step == s.max_new_tokens - 1:
                 break
-            if s.retire_finished and n_done and n_done >= RETIRE_FRACTION * len(alive):
+            retire = s.retire_finished and selectable and n_done
+            if retire and n_done >= RETIRE_FRACTION * len(alive):
                 keep = [k for k, j in enumerate(alive) if not done[j]]
                 index = torch.tensor(keep, device=self.device)
                 cache_select(cache, index)
@@ -636,20 +640,48 @@ def _top_p(scores: Tensor, top_p: float) -> Tensor:
 
 
 def _make_cache(model: Any, capacity: int) -> Any:
-    """A DynamicCache whose full-attention layers write into buffers of ``capacity`` tokens."""
+    """A DynamicCache whose full-attention layers write into buffers of ``capacity`` tokens.
+
+    Falls back to transformers' plain DynamicCache where its layer API differs from the one
+    the buffer layer was written against (checked by signature, so another transformers
+    version degrades to the slower cache instead of failing).
+    """
     from transformers.cache_utils import DynamicCache, DynamicLayer
 
     try:
         cache = DynamicCache(config=model.config)
     except (AttributeError, KeyError, TypeError, ValueError):
         return DynamicCache()
-    if cache.layers and all(type(layer) is DynamicLayer for layer in cache.layers):
+    if (
+        _buffer_layer_fits(DynamicLayer)
+        and cache.layers
+        and all(type(layer) is DynamicLayer for layer in cache.layers)
+    ):
         cache.layers = [_new_buffer_layer(capacity) for _ in cache.layers]
     return cache
 
 
+def _buffer_layer_fits(layer_class: Any) -> bool:
+    try:
+        init = list(inspect.signature(layer_class.lazy_initialization).parameters)
+        update = list(inspect.signature(layer_class.update).parameters)
+    except (AttributeError, TypeError, ValueError):
+        return False
+    return (
+        init[:3] == ["self", "key_states", "value_states"]
+        and update[:3] == ["self", "key_states", "value_states"]
+        and all(hasattr(layer_class, n) for n in ("get_seq_length", "batch_select_indices"))
+    )
+
+
+def can_select_rows(cache: Any) -> bool:
+    """Whether :func:`cache_select` works on ``cache`` (rows can leave or be copied)."""
+    layers: list[Any] = list(getattr(cache, "layers", None) or [])
+    return bool(layers) and all(hasattr(layer, "batch_select_indices") for layer in layers)
+
+
 def cache_select(cache: Any, index: Tensor) -> None:
-    """Keep only the batch rows ``index`` of every layer of ``cache``."""
+    """Keep (or repeat) the batch rows ``index`` of every layer of ``cache``."""
     for layer in cache.layers:
         layer.batch_select_indices(index)
 

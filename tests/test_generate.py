@@ -128,6 +128,21 @@ def test_shared_prompt_prefix_gives_the_same_text(
         )
 
 
+def test_other_cache_apis_fall_back_to_the_plain_cache(
+    eos_pair: ModelPair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another transformers version's cache layers: slower, never wrong."""
+    import auditlens.generate as gen_module
+
+    side, tok = eos_pair.finetuned, eos_pair.tokenizer
+    ref = generate(side, tok, PROMPTS, max_new_tokens=NEW, engine="hf", batch_size=4)
+    monkeypatch.setattr(gen_module, "_buffer_layer_fits", lambda cls: False)
+    assert generate(side, tok, PROMPTS, max_new_tokens=NEW, batch_size="auto") == ref
+    monkeypatch.setattr(gen_module, "can_select_rows", lambda cache: False)
+    got = generate(side, tok, PROMPTS, max_new_tokens=NEW, batch_size=5, retire_finished=True)
+    assert got == ref
+
+
 def test_integer_batch_size_keeps_transformers_batch_shapes(
     eos_pair: ModelPair, batch_sizes_seen: list[int]
 ) -> None:
