@@ -395,7 +395,9 @@ def section_audit(args: argparse.Namespace, tokenizer: Any, work: Path) -> dict[
             str(work / f"audit-{budget}"),
         ]
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.audit_timeout)
+        proc = subprocess.run(  # cwd: not the checkout, so the installed auditlens is imported
+            cmd, capture_output=True, text=True, timeout=args.audit_timeout, cwd=work
+        )
         entry: dict[str, Any] = {"wall_s": round(time.perf_counter() - t0, 1),
                                  "returncode": proc.returncode}  # fmt: skip
         findings = work / f"audit-{budget}" / "findings.json"

@@ -193,6 +193,25 @@ def _generation_details(r: dict[str, Any]) -> str:
     )
 
 
+def _judge(r: dict[str, Any]) -> list[Row]:
+    return [
+        ("time saved by the judge pool (serial − overlapped, s)", f"{r['saved_s']:.2f}", "",
+         None),
+        ("the judge alone, in-process (s)", f"{r['judge_in_process_s']:.3f}", "", None),
+        ("judge per completion (ms)", f"{r['judge_ms_per_text']:.2f}", "", None),
+        ("pool start-up: spawn + imports (s)", f"{r['pool_startup_s']:.2f}", "", None),
+        ("labels identical", str(r["labels_identical"]), "True", r["labels_identical"]),
+    ]  # fmt: skip
+
+
+def _judge_details(r: dict[str, Any]) -> str:
+    return (
+        f"{r['generations']} generations ({r['new_tokens']} new tokens, token budget "
+        f"{r['token_budget']} per batch, so several batches), {r['rounds']} interleaved rounds: "
+        f"serial {r['serial_s']} s, overlapped {r['pool_s']} s."
+    )
+
+
 def _audit(r: dict[str, Any]) -> list[Row]:
     if "error" in r:
         return [("wall time", "failed", "≤ 600 s", False)]
@@ -232,6 +251,15 @@ BENCHES: dict[str, Bench] = {
     "generation": Bench(
         "generation.py", ["--threads", "1", "--rounds", "2"], ["--quick", "--threads", "1"],
         900, 2400, _generation, _generation_details,
+    ),
+    "generation_adversary": Bench(
+        "generation.py", ["--workload", "adversary", "--threads", "1"],
+        ["--workload", "adversary", "--quick", "--threads", "1"],
+        600, 1800, _generation, _generation_details,
+    ),
+    "judge": Bench(
+        "judge.py", ["--threads", "1"], ["--tasks", "2", "--new-tokens", "8", "--rounds", "1"],
+        120, 900, _judge, _judge_details,
     ),
     "audit_fast": Bench(
         "audit_fast.py", ["--timeout", "1500"], ["--tiny", "--timeout", "600"],
