@@ -1,29 +1,33 @@
-"""Batched text generation from one side of a pair, or from both at once (greedy or sampled).
+"""Batched text generation from one side of a pair, both sides, or under steering variants.
 
 Two engines give the same greedy text:
 
 - ``fast`` (the default): our own decode loop. The KV cache is preallocated for
   ``prompt + max_new_tokens`` (no ``torch.cat`` of the whole cache per token), rows that hit
   EOS can leave the batch (``retire_finished``), prompts can be sorted by length into batches
-  (``sort_by_length``; results come back in input order), and ``batch_size="auto"`` sizes
-  batches by free device memory or a CPU token budget (:mod:`auditlens.execution`).
+  (``sort_by_length``; results come back in input order), ``batch_size="auto"`` sizes batches
+  by free device memory or a CPU token budget (:mod:`auditlens.execution`), and
+  ``share_prefix`` runs the prompt prefix all rows share once per batch.
   :func:`generate_pair` puts the base and fine-tuned rows of an adapter pair into the *same*
-  batches (per-row LoRA on/off), so each weight is read once per step for both sides.
+  batches (per-row LoRA on/off), so each weight is read once per step for both sides;
+  :func:`generate_variants` adds steering variants (a per-row vector) to the same batches.
 - ``hf``: transformers' ``generate`` on batches of ``batch_size`` in input order: the
   reference the fast engine is tested against.
 
 Greedy text does not depend on how rows are batched: on the CPU, fp32 kernels give each row
-the same result whatever its batch neighbours and padding (checked on the embedded model
-with the shipped adapter: batch 1, 8 and 40, sorted or not, with retirement or not, give the
-same 40 x 96-token generations; tests/test_generate.py checks it on tiny models). With an
-integer ``batch_size`` the fast engine keeps transformers' batch shapes by default (input
-order, no retirement), so even hooks that draw random noise per forward call (activation
-noise) see exactly the calls they saw before. ``batch_size="auto"`` switches sorting and
-retirement on; pass them explicitly to choose.
+the same tokens whatever its batch neighbours and padding. Checked on the embedded model with
+the shipped adapter: transformers' generate at batch 1, 8 and 40 gives the same 40 x 96-token
+texts, and the fast engine's mixed, sorted, retired and prefix-shared batches give the same
+texts as batches of 8 (docs/benchmarks.md, "Generation"); tests/test_generate.py checks every
+option on tiny models. With an integer ``batch_size`` the fast engine keeps transformers'
+batch shapes by default (input order, no retirement), so even hooks that draw random noise
+per forward call (activation noise) see exactly the calls they saw before.
+``batch_size="auto"`` switches sorting and retirement on; pass them explicitly to choose.
 
 Sampling (``temperature > 0``) draws each row from its own generator seeded by ``(seed,
-prompt index)``, so samples are reproducible and do not depend on batching either; the two
-sides of a pair share a prompt's random numbers (common random numbers for paired tests).
+prompt index)``, so samples are reproducible and do not depend on batching either; both sides
+and all steering variants of a prompt share its random numbers (common random numbers for
+paired tests).
 """
 
 from __future__ import annotations
