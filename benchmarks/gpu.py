@@ -209,10 +209,6 @@ def code_prompts(n: int) -> Any:
     return PromptSet("code_tasks", tuple(chat_prompt(t.request) for t in in_dist + held_out))
 
 
-def _tokens(tokenizer: Any, texts: list[str]) -> int:
-    return sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
-
-
 def section_generation(pair: Any, args: argparse.Namespace, meter: Meter) -> dict[str, Any]:
     from auditlens.generate import generate, generate_pair
     from auditlens.models import merged_finetuned
@@ -236,13 +232,8 @@ def section_generation(pair: Any, args: argparse.Namespace, meter: Meter) -> dic
         rec: dict[str, Any] = {"rows": rows}
         with meter.measure(rec):
             texts[name] = fn()
-        flat = (
-            texts[name]
-            if isinstance(texts[name], list)
-            else [t for v in texts[name].values() for t in v]
-        )
-        rec["generated_tokens"] = _tokens(tok, flat)
-        rec["tokens_per_s"] = round(rec["generated_tokens"] / rec["seconds"], 1)
+        rec["row_tokens"] = rows * new  # random weights never write EOS: every row runs out
+        rec["tokens_per_s"] = round(rec["row_tokens"] / rec["seconds"], 1)
         out[name] = rec
         print(f"  generation {name}: {rec}", flush=True)
     merged = merged_finetuned(pair)
@@ -251,8 +242,11 @@ def section_generation(pair: Any, args: argparse.Namespace, meter: Meter) -> dic
         with meter.measure(rec):
             base = generate(pair.base, tok, prompts, max_new_tokens=new, batch_size="auto")
             ft = generate(merged, tok, prompts, max_new_tokens=new, batch_size="auto")
-        rec["generated_tokens"] = _tokens(tok, base + ft)
-        rec["tokens_per_s"] = round(rec["generated_tokens"] / rec["seconds"], 1)
+        rec["row_tokens"] = rec["rows"] * new
+        rec["tokens_per_s"] = round(rec["row_tokens"] / rec["seconds"], 1)
+        rec["base_texts_equal_to_mixed"] = sum(
+            a == b for a, b in zip(base, texts["new_pair_mixed"]["base"], strict=True)
+        )
         rec["ft_texts_equal_to_adapter"] = sum(
             a == b for a, b in zip(ft, texts["new_pair_mixed"]["finetuned"], strict=True)
         )
@@ -470,8 +464,9 @@ def markdown(result: dict[str, Any]) -> str:
                                m["one_at_a_time"]["seconds"], f"{m['speedup']}×",
                                f"{m['max_relative_gap']:.1e}"])  # fmt: skip
     if gen_rows:
-        lines += ["", "Generation (tokens/s; old = transformers' generate, batches of 8, "
-                  "fine-tuned side):", "", markdown_table(
+        lines += ["", "Generation (rows × new tokens per second; random weights never stop "
+                  "early; old = transformers' generate, batches of 8, fine-tuned side):", "",
+                  markdown_table(
                       ["shape", "dtype", "prompts", "new tokens", "old tok/s", "new, same rows",
                        "×", "both sides mixed", "×", "base + merged", "greedy = old",
                        "peak GiB"], gen_rows)]  # fmt: skip

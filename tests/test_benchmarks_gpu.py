@@ -31,7 +31,7 @@ def _run_quick(tmp_path: Path, device: str) -> dict:  # type: ignore[type-arg]
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     result = json.loads((out / "gpu.json").read_text())
     table = (out / "gpu.md").read_text()
-    assert "Generation (tokens/s" in table and "MELBO" in table and "Crosscoder" in table
+    assert "Generation (rows × new tokens" in table and "MELBO" in table and "Crosscoder" in table
     return result
 
 
