@@ -42,8 +42,11 @@ __all__ = [
 CPU_TOKEN_BUDGET = 16384
 """Tokens (prompt + new, padded) per generation batch on the CPU.
 
-On the embedded 135M model with one thread, throughput rises with the batch until about
-this many tokens (~80 rows of 200 tokens; docs/benchmarks.md, "Generation"), then flattens.
+Measured on the embedded 135M model + adapter, one thread, the fast audit's 80 behaviour
+rows (both sides, 96 new tokens, prefix shared): 79 / 60 / 54 / 49 s of CPU time at budgets
+of 4096 / 8192 / 16384 / 32768 tokens (24 / 48 / all 80 / all 80 rows per batch; the last
+two differ by noise). Past one batch for all rows a larger budget changes nothing here; on a
+bigger workload it would only delay the first results while the KV cache grows.
 """
 MAX_AUTO_ROWS = 512
 """Upper bound on an automatically sized batch (launch and Python overheads are amortised
