@@ -259,7 +259,8 @@ BENCHES: dict[str, Bench] = {
         600, 1800, _generation, _generation_details,
     ),
     "judge": Bench(
-        "judge.py", ["--threads", "1"], ["--tasks", "2", "--new-tokens", "8", "--rounds", "1"],
+        "judge.py", ["--threads", "1", "--tasks", "8", "--new-tokens", "48"],
+        ["--tasks", "2", "--new-tokens", "8", "--rounds", "1"],
         120, 900, _judge, _judge_details,
     ),
     "audit_fast": Bench(
