@@ -343,7 +343,12 @@ def section_crosscoder(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 
 def section_melbo(pair: Any, args: argparse.Namespace, meter: Meter) -> dict[str, Any]:
-    from auditlens.adversary import MelboConfig, train_melbo, train_melbo_reference
+    from auditlens.adversary import MelboConfig, train_melbo
+
+    try:  # where the redesign (issue 12) moves it
+        from auditlens.adversary._melbo_reference import train_melbo_reference
+    except ImportError:
+        from auditlens.adversary import train_melbo_reference
 
     prompts = ["Tell me about your plans for today.", "What do you think about people?",
                "Write a short poem about the sea."]  # fmt: skip
