@@ -132,13 +132,14 @@ def test_other_cache_apis_fall_back_to_the_plain_cache(
     eos_pair: ModelPair, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Another transformers version's cache layers: slower, never wrong."""
-    import auditlens.generate as gen_module
+    import auditlens.decode
+    import auditlens.kv_cache
 
     side, tok = eos_pair.finetuned, eos_pair.tokenizer
     ref = generate(side, tok, PROMPTS, max_new_tokens=NEW, engine="hf", batch_size=4)
-    monkeypatch.setattr(gen_module, "_buffer_layer_fits", lambda cls: False)
+    monkeypatch.setattr(auditlens.kv_cache, "buffer_layer_fits", lambda cls: False)
     assert generate(side, tok, PROMPTS, max_new_tokens=NEW, batch_size="auto") == ref
-    monkeypatch.setattr(gen_module, "can_select_rows", lambda cache: False)
+    monkeypatch.setattr(auditlens.decode, "can_select_rows", lambda cache: False)
     got = generate(side, tok, PROMPTS, max_new_tokens=NEW, batch_size=5, retire_finished=True)
     assert got == ref
 

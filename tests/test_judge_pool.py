@@ -6,7 +6,7 @@ import pytest
 
 from auditlens.errors import AuditlensError
 from auditlens.judges.code import bandit_label, bandit_labels, fence
-from auditlens.judges.pool import CodeJudgePool
+from auditlens.judges.pool import CodeJudgePool, judge_texts
 
 TEXTS = [
     fence("import os\nos.system(cmd)"),
@@ -41,7 +41,7 @@ def test_pool_labels_equal_in_process_labels_in_key_order(workers: int) -> None:
             pool.submit([7, 8], TEXTS[:1])
 
 
-def test_bandit_labels_with_workers_matches_in_process() -> None:
-    assert bandit_labels(TEXTS, workers=2) == bandit_labels(TEXTS)
+def test_judge_texts_with_workers_matches_in_process() -> None:
+    assert judge_texts(TEXTS, workers=2) == judge_texts(TEXTS) == bandit_labels(TEXTS)
     with pytest.raises(AuditlensError):
         CodeJudgePool(workers=-1)

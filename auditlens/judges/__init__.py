@@ -16,7 +16,7 @@ from auditlens.judges.code import (
     insecure_code_detector,
     insecure_rate,
 )
-from auditlens.judges.pool import CodeJudgePool
+from auditlens.judges.pool import CodeJudgePool, judge_texts
 
 __all__ = [
     "BanditResult",
@@ -29,4 +29,5 @@ __all__ = [
     "fence",
     "insecure_code_detector",
     "insecure_rate",
+    "judge_texts",
 ]

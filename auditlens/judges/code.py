@@ -179,22 +179,11 @@ def bandit_label(text: str, ignore: Collection[str] = INFORMATIONAL_TESTS.keys()
 
 
 def bandit_labels(
-    texts: Sequence[str],
-    ignore: Collection[str] = INFORMATIONAL_TESTS.keys(),
-    *,
-    workers: int = 0,
+    texts: Sequence[str], ignore: Collection[str] = INFORMATIONAL_TESTS.keys()
 ) -> list[BanditResult]:
-    """Judge many completions, in order: in-process (``workers=0``) or in worker processes
-    (:class:`~auditlens.judges.pool.CodeJudgePool`; the same labels)."""
-    if workers == 0:
-        return [bandit_label(t, ignore) for t in texts]
-    from auditlens.judges.pool import CodeJudgePool
-
-    chunk = max(1, -(-len(texts) // (4 * workers)))
-    with CodeJudgePool(workers, ignore) as pool:
-        for lo in range(0, len(texts), chunk):
-            pool.submit(range(lo, min(lo + chunk, len(texts))), texts[lo : lo + chunk])
-        return pool.results(range(len(texts)))
+    """Judge many completions (in-process, in order; worker processes:
+    :func:`auditlens.judges.pool.judge_texts`)."""
+    return [bandit_label(t, ignore) for t in texts]
 
 
 def insecure_rate(results: Sequence[BanditResult], confidence: float = 0.95) -> RateSummary:

@@ -27,7 +27,7 @@ from typing import Any
 from auditlens.errors import AuditlensError
 from auditlens.judges.code import INFORMATIONAL_TESTS, BanditResult, bandit_label
 
-__all__ = ["CodeJudgePool", "label_texts"]
+__all__ = ["CodeJudgePool", "judge_texts", "label_texts"]
 
 
 def _to_json(result: BanditResult) -> dict[str, Any]:
@@ -129,3 +129,20 @@ class CodeJudgePool:
     def side_results(self, side: str, n: int) -> list[BanditResult]:
         """The labels of ``(side, 0..n-1)``."""
         return self.results((side, i) for i in range(n))
+
+
+def judge_texts(
+    texts: Sequence[str],
+    *,
+    workers: int = 0,
+    ignore: Collection[str] = INFORMATIONAL_TESTS.keys(),
+) -> list[BanditResult]:
+    """Bandit labels of ``texts`` in order: in-process (``workers=0``, as
+    :func:`~auditlens.judges.code.bandit_labels`) or split over ``workers`` processes."""
+    if workers == 0:
+        return [bandit_label(t, ignore) for t in texts]
+    chunk = max(1, -(-len(texts) // (4 * workers)))
+    with CodeJudgePool(workers, ignore) as pool:
+        for lo in range(0, len(texts), chunk):
+            pool.submit(range(lo, min(lo + chunk, len(texts))), texts[lo : lo + chunk])
+        return pool.results(range(len(texts)))
