@@ -9,11 +9,12 @@ the workers finished in. Only text goes to the workers and only JSON-able dicts 
 model, tensor or judge object crosses the process boundary. ``workers=0`` labels in-process
 (at submit time), which gives the same labels.
 
-Measured (docs/benchmarks.md, "Code judge"): Bandit takes about 0.4 ms per completion, so on
-the fast audit's ~200 completions the judge is under 0.1 s of a generation measured in
-minutes; a worker's start (spawn, import Bandit, ~0.5 s of CPU) costs more than it saves on a
-2-core CPU. The pool pays off when the judge is slow relative to generation (many long
-completions on a GPU) and a spare core exists; ``workers=0`` is the right default on a CPU.
+Measured (docs/benchmarks.md, "Code judge overlapped with generation"; 2-core CPU under
+load): Bandit takes 0.3-1.1 ms per completion, so the fast audit's ~200 completions cost well
+under a second of a generation measured in minutes, while a worker's start costs 2.5-6 s
+(spawn re-imports the parent's main module, and Bandit). The pool pays off only when judging
+is slow relative to generation (many long completions on a GPU) and a core is spare;
+``workers=0`` is the right setting on a CPU.
 """
 
 from __future__ import annotations
