@@ -29,6 +29,7 @@ from rich.console import Console
 from auditlens.audit.cache import ArtifactCache, step_key
 from auditlens.audit.contract import AuditContext, Budget, BudgetName, Step, StepOutput
 from auditlens.audit.contract import resolve_budget as _budget
+from auditlens.audit.outdir import OutLock, check_out_dir
 from auditlens.audit.score import misalignment_score, score_section
 from auditlens.audit.steps import default_steps
 from auditlens.datasets import load_prompts
@@ -129,11 +130,39 @@ def audit(
     ``pair=None`` audits the demo pair (:func:`demo_pair`). ``cache`` is the shared artifact
     cache (default: ``$AUDITLENS_ARTIFACTS`` or the user cache).
     """
+    _check_pair(pair, out_dir)
     spent = _budget(budget)
     load_prompts(prompts)  # a bad prompt set is a user error before any model loads
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    pair = pair if pair is not None else demo_pair()
+    out = check_out_dir(out_dir)  # a file or an unwritable folder: before any model loads
+    with OutLock(out):  # a second audit into the same folder is refused
+        pair = pair if pair is not None else demo_pair()
+        return _audit(pair, out, spent, prompts, steps, progress, cache)
+
+
+def _check_pair(pair: Any, out_dir: Any) -> None:
+    if pair is not None and not isinstance(pair, ModelPair):
+        hint = (
+            f"; to audit the demo pair into {pair!r} call auditlens.audit(None, {pair!r})"
+            if isinstance(pair, (str, Path))
+            else ""
+        )
+        raise AuditlensError(
+            f"audit() needs a ModelPair from auditlens.load_pair() (or None for the demo "
+            f"pair), not {type(pair).__name__}{hint}"
+        )
+    if not isinstance(out_dir, (str, Path)) or not str(out_dir).strip():
+        raise AuditlensError(f"audit() needs an output folder path, not {out_dir!r}")
+
+
+def _audit(
+    pair: ModelPair,
+    out: Path,
+    spent: Budget,
+    prompts: str | Sequence[Any],
+    steps: Sequence[Step] | None,
+    progress: bool,
+    cache: ArtifactCache | str | Path | None,
+) -> Report:
     store = cache if isinstance(cache, ArtifactCache) else ArtifactCache(cache)
     ctx = AuditContext(pair, out, spent, prompts, progress, cache=store)
     timings: dict[str, float] = {}

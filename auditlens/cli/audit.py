@@ -9,6 +9,7 @@ import typer
 
 from auditlens.audit import DEFAULT_OUT, demo_adapter, resolve_budget
 from auditlens.audit import audit as run_audit
+from auditlens.audit.outdir import OutLock, check_out_dir
 from auditlens.cli._common import (
     AdapterOpt,
     BaseOpt,
@@ -60,8 +61,9 @@ def audit(
     """
     resolve_budget(budget)  # a bad budget is a user error before any model loads
     adapter = default_adapter(base, finetuned, adapter)
-    pair = load(base, finetuned, adapter, device, dtype, allow_download, device_map)
-    report = run_audit(pair, out, budget=budget, prompts=prompts)  # type: ignore[arg-type]
+    with OutLock(check_out_dir(out)):  # writable, and no other audit in it, before loading
+        pair = load(base, finetuned, adapter, device, dtype, allow_download, device_map)
+        report = run_audit(pair, out, budget=budget, prompts=prompts)  # type: ignore[arg-type]
     for notice in report.findings.notices:
         console.print(f"[yellow]notice:[/] {notice}")
     console.print(f"[bold]verdict:[/] {report.findings.verdict}")
@@ -97,6 +99,7 @@ def harvest(
     allow_download: DownloadOpt = False,
 ) -> None:
     """Harvest paired activations into a resumable safetensors store."""
+    check_out_dir(out)  # a file or an unwritable folder: before any model loads
     pair = load(base, finetuned, adapter, device, dtype, allow_download, device_map)
     store = run_harvest(
         pair, prompts, sites, out, batch_size=batch_size, dtype=store_dtype,
