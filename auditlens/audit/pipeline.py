@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import time
 import uuid
 from collections.abc import Sequence
@@ -32,7 +33,7 @@ from auditlens.audit.contract import resolve_budget as _budget
 from auditlens.audit.outdir import OutLock, check_out_dir
 from auditlens.audit.score import misalignment_score, score_section
 from auditlens.audit.steps import default_steps
-from auditlens.datasets import load_prompts
+from auditlens.datasets import load_prompts, tokenize_prompts
 from auditlens.errors import AuditlensError
 from auditlens.models import ModelPair, ModelSide, load_pair
 from auditlens.registry import organism_adapter_dir
@@ -167,7 +168,7 @@ def _audit(
     ctx = AuditContext(pair, out, spent, prompts, progress, cache=store)
     timings: dict[str, float] = {}
     keys: dict[str, str] = {}
-    notices = list(pair.notices)
+    notices = list(pair.notices) + _cut_prompts_notice(ctx)
     plan = list(steps if steps is not None else default_steps())
     console = Console(stderr=True, quiet=not progress)
     prompts_sha = ctx.prompt_set().sha256
@@ -189,6 +190,22 @@ def _audit(
         ctx.outputs[step.name] = output
         notices.extend(output.notices)
     return _report(ctx, spent, prompts, timings, keys, notices)
+
+
+def _cut_prompts_notice(ctx: AuditContext) -> list[str]:
+    """A notice when prompts are longer than the budget's ``max_length`` (the methods read
+    only their first ``max_length`` tokens)."""
+    limit = ctx.budget.max_length
+    encoded = tokenize_prompts(ctx.prompt_set(), ctx.pair.tokenizer, max_length=sys.maxsize)
+    lengths = [len(ids) for ids, _, _ in encoded]
+    cut = [n for n in lengths if n > limit]
+    if not cut:
+        return []
+    return [
+        f"{len(cut)} of {len(lengths)} prompts are longer than the budget's max_length "
+        f"({limit} tokens; the longest has {max(cut)}): only their first {limit} tokens were "
+        "read."
+    ]
 
 
 def _report(
