@@ -59,3 +59,37 @@ def test_help_and_dir_show_the_lazy_names() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert callable(pydoc.render_doc)
+
+
+def test_no_pickle_anywhere_in_the_package() -> None:
+    """Nothing imports pickle (or its wrappers); every ``torch.load`` has ``weights_only=True``."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1]
+    files = [
+        p for d in ("auditlens", "diffing", "probes", "adversary", "reports")
+        for p in (root / d).rglob("*.py")
+    ]  # fmt: skip
+    assert len(files) > 50
+    banned = {"pickle", "cPickle", "dill", "joblib", "cloudpickle"}
+    for path in files:
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                assert not {a.name.split(".")[0] for a in node.names} & banned, path
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert node.module.split(".")[0] not in banned, path
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "load"
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "torch"
+            ):
+                safe = any(
+                    k.arg == "weights_only"
+                    and isinstance(k.value, ast.Constant)
+                    and k.value.value is True
+                    for k in node.keywords
+                )
+                assert safe, f"{path}:{node.lineno}: torch.load without weights_only=True"
