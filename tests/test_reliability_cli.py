@@ -4,6 +4,7 @@ holder's pid, taken over from a dead holder, released on exit)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -238,3 +239,18 @@ def test_api_refuses_garbage_without_creating_the_folder(tmp_path: Path) -> None
     with pytest.raises(AuditlensError, match="is an existing file"):
         auditlens.audit(None, afile)  # refused before the demo pair loads
     assert not out.exists()
+
+
+def test_harvest_says_when_prompts_are_cut(
+    tiny_dirs: tuple[str, str], monkeypatch: pytest.MonkeyPatch, capsys: Any, tmp_path: Path
+) -> None:
+    base, _ = tiny_dirs
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(json.dumps({"text": "hi"}) + "\n" + json.dumps({"text": "word " * 5000}))
+    args = [
+        "harvest", "--out", str(tmp_path / "store"), "--sites", "blocks.0.hook_resid_post",
+        "--prompts", str(prompts), "--base", base, "--max-length", "32", "--device", "cpu",
+    ]  # fmt: skip
+    code, err = _main(monkeypatch, capsys, *args)
+    assert code == 0, err
+    assert "1 of 2 prompts are longer than --max-length (32 tokens" in " ".join(err.split())

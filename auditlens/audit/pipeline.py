@@ -33,14 +33,22 @@ from auditlens.audit.contract import resolve_budget as _budget
 from auditlens.audit.outdir import OutLock, check_out_dir
 from auditlens.audit.score import misalignment_score, score_section
 from auditlens.audit.steps import default_steps
-from auditlens.datasets import load_prompts, tokenize_prompts
+from auditlens.datasets import PromptSet, load_prompts, tokenize_prompts
 from auditlens.errors import AuditlensError
 from auditlens.models import ModelPair, ModelSide, load_pair
 from auditlens.registry import organism_adapter_dir
 from auditlens.reports.findings import AuditFindings, ModelInfo, collect_versions
 from auditlens.reports.report import Report
 
-__all__ = ["DEFAULT_OUT", "DEMO_ORGANISM", "audit", "demo_adapter", "demo_pair", "run_step"]
+__all__ = [
+    "DEFAULT_OUT",
+    "DEMO_ORGANISM",
+    "audit",
+    "demo_adapter",
+    "demo_pair",
+    "prompts_cut_notice",
+    "run_step",
+]
 
 logger = logging.getLogger(__name__)
 DEMO_ORGANISM = "insecure"
@@ -193,19 +201,29 @@ def _audit(
 
 
 def _cut_prompts_notice(ctx: AuditContext) -> list[str]:
-    """A notice when prompts are longer than the budget's ``max_length`` (the methods read
-    only their first ``max_length`` tokens)."""
-    limit = ctx.budget.max_length
-    encoded = tokenize_prompts(ctx.prompt_set(), ctx.pair.tokenizer, max_length=sys.maxsize)
+    notice = prompts_cut_notice(
+        ctx.prompt_set(), ctx.pair.tokenizer, ctx.budget.max_length, "the budget's max_length"
+    )
+    return [notice] if notice else []
+
+
+def prompts_cut_notice(
+    prompts: str | Sequence[Any] | PromptSet,
+    tokenizer: Any,
+    max_length: int,
+    what: str = "max_length",
+) -> str | None:
+    """A notice when prompts are longer than ``max_length`` tokens (chat template applied):
+    the methods read only their first ``max_length`` tokens. None when none is cut."""
+    encoded = tokenize_prompts(load_prompts(prompts), tokenizer, max_length=sys.maxsize)
     lengths = [len(ids) for ids, _, _ in encoded]
-    cut = [n for n in lengths if n > limit]
+    cut = [n for n in lengths if n > max_length]
     if not cut:
-        return []
-    return [
-        f"{len(cut)} of {len(lengths)} prompts are longer than the budget's max_length "
-        f"({limit} tokens; the longest has {max(cut)}): only their first {limit} tokens were "
-        "read."
-    ]
+        return None
+    return (
+        f"{len(cut)} of {len(lengths)} prompts are longer than {what} ({max_length} tokens; "
+        f"the longest has {max(cut)}): only their first {max_length} tokens were read."
+    )
 
 
 def _report(

@@ -10,6 +10,7 @@ import typer
 from auditlens.audit import DEFAULT_OUT, demo_adapter, resolve_budget
 from auditlens.audit import audit as run_audit
 from auditlens.audit.outdir import OutLock, check_out_dir
+from auditlens.audit.pipeline import prompts_cut_notice
 from auditlens.cli._common import (
     AdapterOpt,
     BaseOpt,
@@ -106,4 +107,7 @@ def harvest(
         mask=MaskSpec(mask, last_k),  # type: ignore[arg-type]
         max_length=max_length, backend=backend, overwrite=overwrite,
     )  # fmt: skip
+    notice = prompts_cut_notice(prompts, pair.tokenizer, max_length, "--max-length")
+    if notice:
+        console.print(f"[yellow]notice:[/] {notice}")
     typer.echo(f"{store.n_tokens} tokens at {len(store.sites)} sites in {out}")
