@@ -395,7 +395,10 @@ def _check_adapter_applied(
     and switching the adapter on must change the logits on a probe input."""
     from peft.utils import get_peft_model_state_dict
 
-    loaded = get_peft_model_state_dict(model)
+    # save_embedding_layers=False: "auto" would look the base model's config up on the Hub;
+    # full embedding weights an adapter saves are matched against the model's own names.
+    loaded = set(get_peft_model_state_dict(model, save_embedding_layers=False))
+    loaded |= set(model.state_dict())
     unmatched = sorted(k for k in saved if k not in loaded)
     if unmatched:
         raise PairMismatchError(
