@@ -17,10 +17,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
-# Import the SDK (and the anyio classes it defines) before anything can import nnsight: nnsight
-# 0.8 mounts a ``save`` attribute on ``object``, after which anyio refuses to define its
-# TypedAttributeSet classes ("Attribute 'save' is missing its type annotation"). anyio loads
-# some of them lazily, so load them all now.
+# nnsight 0.8 mounts ``save`` on ``object`` when imported, after which anyio refuses to define
+# its TypedAttributeSet classes ("Attribute 'save' is missing its type annotation").
+# auditlens.models.import_nnsight takes that patch off; loading anyio's lazily imported classes
+# first also covers a process where other code imported nnsight with the patch on.
 for _module in (
     "anyio._backends._asyncio",
     "anyio.abc._sockets",
