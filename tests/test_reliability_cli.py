@@ -113,7 +113,7 @@ def test_keyboard_interrupt_inside_a_command_exits_130(
 
 
 def test_sigint_exits_130_releases_the_lock_and_a_rerun_resumes(
-    tiny_dirs: tuple[str, str], tmp_path: Path
+    tiny_dirs: tuple[str, str], monkeypatch: pytest.MonkeyPatch, capsys: Any, tmp_path: Path
 ) -> None:
     """Drives the real CLI: a second audit into a busy --out is refused (exit 2, naming the
     holder's pid); Ctrl-C ends the first with 130; the rerun reuses its finished steps."""
@@ -133,9 +133,9 @@ def test_sigint_exits_130_releases_the_lock_and_a_rerun_resumes(
         assert any("step 2/" in line for line in seen), "".join(seen)
         lock = (out / ".auditlens.lock").read_text()
         assert f"pid={first.pid}" in lock
-        second = _run(*args)
-        assert second.returncode == 2, second.stderr
-        assert _lines(second.stderr) == [
+        code, err = _main(monkeypatch, capsys, *args)  # in this process: no import delay
+        assert code == 2, err
+        assert _lines(err) == [
             f"error: output folder {str(out)!r} is being written by another audit "
             f"(pid {first.pid}); wait for it to finish or choose another --out"
         ]
