@@ -31,3 +31,8 @@ def __getattr__(name: str) -> Any:
 
         return audit_module
     raise AttributeError(f"module 'auditlens' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The lazily exported names too, so ``dir(auditlens)`` and ``help(auditlens)`` show them."""
+    return sorted(set(globals()) | set(__all__))

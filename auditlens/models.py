@@ -12,6 +12,7 @@ pair, whatever objects hold the weights.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Iterator
@@ -33,6 +34,7 @@ from auditlens.sites import ArchSpec, Site, arch_spec, model_dims, parse_sites, 
 __all__ = [
     "ModelPair",
     "ModelSide",
+    "import_nnsight",
     "load_model",
     "load_pair",
     "merged_finetuned",
@@ -224,7 +226,32 @@ def _tokenizers_match(a: Any, b: Any) -> str | None:
     return None
 
 
+def import_nnsight() -> Any:
+    """``nnsight``, imported without its process-wide ``object.save`` patch.
+
+    nnsight mounts ``save`` on ``object`` when it is imported (``CONFIG.APP.PYMOUNT``), so
+    every class then has a public ``save`` attribute; classes that check their attributes at
+    definition time break, e.g. anyio's ``TypedAttributeSet`` subclasses, which anyio imports
+    lazily when Inspect or the MCP SDK first start an event loop ("Attribute 'save' is
+    missing its type annotation"). auditlens calls ``nnsight.save(value)`` instead, so when it
+    is the first to import nnsight it takes the patch off again (as ``PYMOUNT: false`` would).
+    """
+    import sys
+
+    first = "nnsight" not in sys.modules
+    import nnsight
+
+    if first and hasattr(object, "save"):
+        from nnsight._c import unmount
+
+        if unmount is not None:
+            unmount("save")
+        nnsight.CONFIG.APP.PYMOUNT = False
+    return nnsight
+
+
 def _wrap_nnsight(module: nn.Module, tokenizer: Any) -> Any:
+    import_nnsight()
     from nnsight.modeling.transformers import TransformersModel
 
     return TransformersModel(unwrap(module), task="text-generation", tokenizer=tokenizer)
@@ -298,7 +325,9 @@ def load_pair(
     ft_tokenizer = None
     if adapter is not None:
         adapter_dir = resolve_adapter(adapter)
+        saved = _adapter_weights(adapter_dir)  # missing, empty, corrupt: one line, before PEFT
         peft_model = _apply_adapter(base_model, adapter_dir)
+        _check_adapter_applied(peft_model, adapter_dir, saved, tokenizer)
         adapter_hash = sha256_files(sorted(adapter_dir.glob("adapter_model*")))
         base_side = ModelSide("base", base, peft_model, base_hash, adapter_enabled=False)
         ft_side = ModelSide(
@@ -324,9 +353,74 @@ def resolve_adapter(spec: str | Path) -> Path:
     if text.startswith(ORGANISM_PREFIX):
         return organism_adapter_dir(text)
     path = Path(text).expanduser()
+    if not path.is_dir():
+        raise AuditlensError(f"adapter folder {text!r} does not exist")
     if not (path / "adapter_config.json").is_file():
         raise AuditlensError(f"{text!r} is not a PEFT adapter folder (no adapter_config.json)")
     return path
+
+
+def _adapter_weights(adapter_dir: Path) -> dict[str, torch.Tensor]:
+    """The adapter's tensors, read from ``adapter_model.safetensors`` (never a pickle)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    config = adapter_dir / "adapter_config.json"
+    try:
+        if not isinstance(json.loads(config.read_text()), dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as err:
+        raise AuditlensError(f"adapter config {config} is unreadable: {err}") from err
+    weights = adapter_dir / "adapter_model.safetensors"
+    if not weights.is_file():
+        pickled = (adapter_dir / "adapter_model.bin").is_file()
+        why = "; its adapter_model.bin is a pickle, which auditlens never loads" if pickled else ""
+        raise AuditlensError(f"adapter folder {adapter_dir} has no adapter_model.safetensors{why}")
+    if weights.stat().st_size == 0:
+        raise AuditlensError(f"adapter file {weights} is empty")
+    try:
+        tensors = load_file(weights)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise AuditlensError(
+            f"adapter file {weights} is truncated or not a safetensors file ({err})".splitlines()[0]
+        ) from err
+    if not tensors:
+        raise AuditlensError(f"adapter file {weights} holds no tensors")
+    return tensors
+
+
+def _check_adapter_applied(
+    model: Any, adapter_dir: Path, saved: dict[str, torch.Tensor], tokenizer: Any
+) -> None:
+    """Refuse an adapter that did not apply: every saved tensor must have matched a module,
+    and switching the adapter on must change the logits on a probe input."""
+    from peft.utils import get_peft_model_state_dict
+
+    # save_embedding_layers=False: "auto" would look the base model's config up on the Hub;
+    # full embedding weights an adapter saves are matched against the model's own names.
+    loaded = set(get_peft_model_state_dict(model, save_embedding_layers=False))
+    loaded |= set(model.state_dict())
+    unmatched = sorted(k for k in saved if k not in loaded)
+    if unmatched:
+        raise PairMismatchError(
+            f"adapter {adapter_dir} does not fit the base model: {len(unmatched)} of "
+            f"{len(saved)} adapter tensors match no module (first: {unmatched[0]!r})"
+        )
+    ids = tokenizer("The quick brown fox jumps over the lazy dog.", return_tensors="pt")
+    input_ids = ids["input_ids"][:, :16]
+    if input_ids.numel() == 0:
+        input_ids = torch.arange(8)[None]
+    device = unwrap(model).get_input_embeddings().weight.device
+    with torch.no_grad():
+        on = model(input_ids=input_ids.to(device)).logits
+        with model.disable_adapter():
+            off = model(input_ids=input_ids.to(device)).logits
+    if torch.equal(on, off):
+        raise PairMismatchError(
+            f"adapter {adapter_dir} has no effect: the logits with it on equal the base's on a "
+            "probe input (are its weights all zero?), so the audit would compare the base "
+            "with itself"
+        )
 
 
 def _apply_adapter(model: nn.Module, adapter_dir: Path) -> nn.Module:

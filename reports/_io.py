@@ -15,11 +15,26 @@ from auditlens.errors import AuditlensError
 __all__ = ["read_json_object", "validation_message", "write_text_atomic"]
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where Linux allows (threads are running)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_text_atomic(path: Path, text: str) -> Path:
-    """Write ``text`` through a temporary file in the same folder, then rename it."""
+    """Write ``text`` through a temporary file in the same folder, then rename it (with the
+    permissions of a plainly created file: 0644 under the usual umask)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(handle, 0o666 & ~_umask())  # mkstemp makes 0600; a report is a normal file
         with os.fdopen(handle, "w", encoding="utf-8") as file:
             file.write(text)
         os.replace(temporary, path)

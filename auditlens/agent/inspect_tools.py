@@ -3,21 +3,26 @@
 Needs the ``inspect`` extra (``pip install 'auditlens[inspect]'``). Each tool takes the flat
 arguments of its input model (the JSON schema is passed to Inspect as is) and returns its
 output model as JSON text. Bad input and exceeded limits raise Inspect's ``ToolError``, which
-Inspect reports to the model instead of ending the sample. An Inspect task can also use the
+Inspect reports to the model instead of ending the sample; so does any other failure (a bug or
+a library error), named by its exception type. An Inspect task can also use the
 MCP server directly with ``inspect_ai.tool.mcp_server_stdio`` (see docs/agent.md).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
 
+from auditlens.agent.schemas import clip
 from auditlens.agent.tools import TOOLS, Toolkit, ToolSpec
 from auditlens.errors import AuditlensError
 
 __all__ = ["inspect_tool", "inspect_tools"]
+
+logger = logging.getLogger("auditlens.agent")
 
 
 def _inspect() -> Any:
@@ -53,9 +58,14 @@ def inspect_tool(spec: ToolSpec, toolkit: Toolkit) -> Any:
         except ValidationError as err:
             first = err.errors()[0]
             loc = ".".join(str(x) for x in first["loc"]) or "arguments"
-            raise tool_module.ToolError(f"invalid arguments: {loc}: {first['msg']}") from err
+            raise tool_module.ToolError(clip(f"invalid arguments: {loc}: {first['msg']}")) from err
         except AuditlensError as err:
-            raise tool_module.ToolError(str(err)) from err
+            raise tool_module.ToolError(clip(str(err))) from err
+        except Exception as err:  # a bug or a library failure: tell the model, keep the sample
+            logger.exception("tool %s failed", spec.name)
+            raise tool_module.ToolError(
+                clip(f"{spec.name} failed: {type(err).__name__}: {err}")
+            ) from err
         return result.model_dump_json()
 
     execute.__name__ = spec.name

@@ -8,11 +8,13 @@ signal comes with its null control.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "MAX_MESSAGE_CHARS",
+    "MAX_SEED",
     "AuditFindingBrief",
     "ChatInput",
     "ChatOutput",
@@ -49,9 +51,24 @@ __all__ = [
     "TopDiffLatentsOutput",
     "TopDivergentTokensInput",
     "TopDivergentTokensOutput",
+    "clip",
 ]
 
 SideName = Literal["base", "finetuned"]
+MAX_SEED = 2**63 - 1
+"""The largest seed torch accepts (a signed 64-bit integer)."""
+MAX_MESSAGE_CHARS = 500
+"""Tool errors are cut to this length, so a refused call never echoes a huge argument back."""
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
+
+
+def clip(message: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """``message`` cut to ``limit`` characters, saying how much was cut."""
+    if len(message) <= limit:
+        return message
+    return f"{message[:limit]}... ({len(message) - limit} more characters cut)"
+
+
 PromptSource = Literal["generic_chat", "code_tasks"]
 LatentClass = Literal["ft_only", "base_only", "shared", "other"]
 
@@ -91,7 +108,7 @@ class ChatInput(_In):
     prefill: str | None = Field(None, description="Optional start of the assistant's answer.")
     max_new_tokens: int = Field(64, ge=1, description="Tokens to generate (capped by limits).")
     temperature: float = Field(0.0, ge=0.0, le=2.0, description="0 is greedy.")
-    seed: int = Field(0, ge=0, description="Sampling seed (same seed, same sample).")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="Sampling seed (same seed, same sample).")
 
 
 class ChatOutput(_Out):
@@ -118,7 +135,7 @@ class CompareInput(_In):
     prefill: str | None = Field(None, description="Optional start of both answers.")
     max_new_tokens: int = Field(64, ge=1, description="Tokens per answer (capped by limits).")
     temperature: float = Field(0.0, ge=0.0, le=2.0, description="0 is greedy.")
-    seed: int = Field(0, ge=0, description="Sampling seed, shared by both models.")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="Sampling seed, shared by both models.")
 
 
 class ComparisonRow(_Out):
@@ -321,7 +338,7 @@ class SteerGenerateInput(_In):
     relative: bool = Field(True, description="Scale coeff by the site's mean activation norm.")
     side: SideName = Field("finetuned", description="Model to steer.")
     max_new_tokens: int = Field(48, ge=1, description="Tokens per answer (capped by limits).")
-    seed: int = Field(0, ge=0, description="Seed of the random control vector.")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of the random control vector.")
 
 
 class SteerRow(_Out):
@@ -360,7 +377,7 @@ class MelboInput(_In):
         None, ge=0.0, description="λ: maximise objective_ft - λ·objective_base (pair mode)."
     )
     max_new_tokens: int = Field(32, ge=1, description="Tokens per generation (capped).")
-    seed: int = Field(0, ge=0, description="Seed of the initial vectors.")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of the initial vectors.")
     name: str | None = Field(None, description="Run id (default: melbo_<n>).")
 
 
@@ -395,7 +412,7 @@ class FuzzInput(_In):
     )
     site: str | None = Field(None, description="Site to perturb (default: a middle resid_post).")
     sigma: float = Field(0.5, gt=0.0, description="Noise norm relative to the mean activation.")
-    seeds: list[int] = Field(default_factory=lambda: [0, 1], description="Noise seeds.")
+    seeds: list[Seed] = Field(default_factory=lambda: [0, 1], description="Noise seeds.")
     side: SideName = Field("finetuned", description="Model to perturb.")
     max_new_tokens: int = Field(48, ge=1, description="Tokens per answer (capped by limits).")
 

@@ -17,10 +17,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
-# Import the SDK (and the anyio classes it defines) before anything can import nnsight: nnsight
-# 0.8 mounts a ``save`` attribute on ``object``, after which anyio refuses to define its
-# TypedAttributeSet classes ("Attribute 'save' is missing its type annotation"). anyio loads
-# some of them lazily, so load them all now.
+# nnsight 0.8 mounts ``save`` on ``object`` when imported, after which anyio refuses to define
+# its TypedAttributeSet classes ("Attribute 'save' is missing its type annotation").
+# auditlens.models.import_nnsight takes that patch off; loading anyio's lazily imported classes
+# first also covers a process where other code imported nnsight with the patch on.
 for _module in (
     "anyio._backends._asyncio",
     "anyio.abc._sockets",
@@ -34,6 +34,7 @@ from mcp.server.mcpserver.exceptions import ToolError  # noqa: E402
 from pydantic import BaseModel, Field, ValidationError  # noqa: E402
 
 from auditlens._version import __version__  # noqa: E402
+from auditlens.agent.schemas import clip  # noqa: E402
 from auditlens.agent.tools import TOOLS, Limits, Toolkit, ToolSpec  # noqa: E402
 from auditlens.agent.workspace import Workspace  # noqa: E402
 from auditlens.errors import AuditlensError  # noqa: E402
@@ -86,12 +87,12 @@ def tool_function(spec: ToolSpec, toolkit: Toolkit) -> Callable[..., BaseModel]:
             args = spec.input_model.model_validate(kwargs)
             return method(args)
         except ValidationError as err:
-            raise ToolError(_validation_message(err)) from err
+            raise ToolError(clip(_validation_message(err))) from err
         except AuditlensError as err:
-            raise ToolError(str(err)) from err
+            raise ToolError(clip(str(err))) from err
         except Exception as err:  # a bug or a library failure: report it, keep serving
             logger.exception("tool %s failed", spec.name)
-            raise ToolError(f"{spec.name} failed: {type(err).__name__}: {err}"[:500]) from err
+            raise ToolError(clip(f"{spec.name} failed: {type(err).__name__}: {err}")) from err
 
     run.__signature__ = inspect.Signature(params, return_annotation=spec.output_model)  # type: ignore[attr-defined]
     run.__name__ = spec.name
@@ -112,7 +113,18 @@ def build_server(toolkit: Toolkit, *, name: str = "auditlens") -> Any:
             description=spec.description,
             structured_output=True,
         )
+        _forbid_unknown_arguments(server, spec.name)
     return server
+
+
+def _forbid_unknown_arguments(server: Any, name: str) -> None:
+    """Make the SDK refuse arguments a tool does not have (it drops them silently otherwise),
+    as the input models and the Inspect adapters do; the listed schema says so too."""
+    tool = server._tool_manager.get_tool(name)  # the SDK has no public hook for this
+    loose = tool.fn_metadata.arg_model
+    config = {**loose.model_config, "extra": "forbid"}
+    tool.fn_metadata.arg_model = type(loose.__name__, (loose,), {"model_config": config})
+    tool.parameters["additionalProperties"] = False
 
 
 def load_limits(path: str | Path | None, overrides: dict[str, Any] | None = None) -> Limits:

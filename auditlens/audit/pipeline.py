@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import time
 import uuid
 from collections.abc import Sequence
@@ -29,16 +30,25 @@ from rich.console import Console
 from auditlens.audit.cache import ArtifactCache, step_key
 from auditlens.audit.contract import AuditContext, Budget, BudgetName, Step, StepOutput
 from auditlens.audit.contract import resolve_budget as _budget
+from auditlens.audit.outdir import OutLock, check_out_dir
 from auditlens.audit.score import misalignment_score, score_section
 from auditlens.audit.steps import default_steps
-from auditlens.datasets import load_prompts
+from auditlens.datasets import PromptSet, load_prompts, tokenize_prompts
 from auditlens.errors import AuditlensError
 from auditlens.models import ModelPair, ModelSide, load_pair
 from auditlens.registry import organism_adapter_dir
 from auditlens.reports.findings import AuditFindings, ModelInfo, collect_versions
 from auditlens.reports.report import Report
 
-__all__ = ["DEFAULT_OUT", "DEMO_ORGANISM", "audit", "demo_adapter", "demo_pair", "run_step"]
+__all__ = [
+    "DEFAULT_OUT",
+    "DEMO_ORGANISM",
+    "audit",
+    "demo_adapter",
+    "demo_pair",
+    "prompts_cut_notice",
+    "run_step",
+]
 
 logger = logging.getLogger(__name__)
 DEMO_ORGANISM = "insecure"
@@ -129,16 +139,44 @@ def audit(
     ``pair=None`` audits the demo pair (:func:`demo_pair`). ``cache`` is the shared artifact
     cache (default: ``$AUDITLENS_ARTIFACTS`` or the user cache).
     """
+    _check_pair(pair, out_dir)
     spent = _budget(budget)
     load_prompts(prompts)  # a bad prompt set is a user error before any model loads
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    pair = pair if pair is not None else demo_pair()
+    out = check_out_dir(out_dir)  # a file or an unwritable folder: before any model loads
+    with OutLock(out):  # a second audit into the same folder is refused
+        pair = pair if pair is not None else demo_pair()
+        return _audit(pair, out, spent, prompts, steps, progress, cache)
+
+
+def _check_pair(pair: Any, out_dir: Any) -> None:
+    if pair is not None and not isinstance(pair, ModelPair):
+        hint = (
+            f"; to audit the demo pair into {pair!r} call auditlens.audit(None, {pair!r})"
+            if isinstance(pair, (str, Path))
+            else ""
+        )
+        raise AuditlensError(
+            f"audit() needs a ModelPair from auditlens.load_pair() (or None for the demo "
+            f"pair), not {type(pair).__name__}{hint}"
+        )
+    if not isinstance(out_dir, (str, Path)) or not str(out_dir).strip():
+        raise AuditlensError(f"audit() needs an output folder path, not {out_dir!r}")
+
+
+def _audit(
+    pair: ModelPair,
+    out: Path,
+    spent: Budget,
+    prompts: str | Sequence[Any],
+    steps: Sequence[Step] | None,
+    progress: bool,
+    cache: ArtifactCache | str | Path | None,
+) -> Report:
     store = cache if isinstance(cache, ArtifactCache) else ArtifactCache(cache)
     ctx = AuditContext(pair, out, spent, prompts, progress, cache=store)
     timings: dict[str, float] = {}
     keys: dict[str, str] = {}
-    notices = list(pair.notices)
+    notices = list(pair.notices) + _cut_prompts_notice(ctx)
     plan = list(steps if steps is not None else default_steps())
     console = Console(stderr=True, quiet=not progress)
     prompts_sha = ctx.prompt_set().sha256
@@ -160,6 +198,32 @@ def audit(
         ctx.outputs[step.name] = output
         notices.extend(output.notices)
     return _report(ctx, spent, prompts, timings, keys, notices)
+
+
+def _cut_prompts_notice(ctx: AuditContext) -> list[str]:
+    notice = prompts_cut_notice(
+        ctx.prompt_set(), ctx.pair.tokenizer, ctx.budget.max_length, "the budget's max_length"
+    )
+    return [notice] if notice else []
+
+
+def prompts_cut_notice(
+    prompts: str | Sequence[Any] | PromptSet,
+    tokenizer: Any,
+    max_length: int,
+    what: str = "max_length",
+) -> str | None:
+    """A notice when prompts are longer than ``max_length`` tokens (chat template applied):
+    the methods read only their first ``max_length`` tokens. None when none is cut."""
+    encoded = tokenize_prompts(load_prompts(prompts), tokenizer, max_length=sys.maxsize)
+    lengths = [len(ids) for ids, _, _ in encoded]
+    cut = [n for n in lengths if n > max_length]
+    if not cut:
+        return None
+    return (
+        f"{len(cut)} of {len(lengths)} prompts are longer than {what} ({max_length} tokens; "
+        f"the longest has {max(cut)}): only their first {max_length} tokens were read."
+    )
 
 
 def _report(

@@ -9,7 +9,7 @@ from jaxtyping import Int
 from torch import Tensor
 
 from auditlens.backends.base import Readout
-from auditlens.models import ModelSide
+from auditlens.models import ModelSide, import_nnsight
 from auditlens.sites import ArchSpec, Site, resolve_module
 
 __all__ = ["NNsightBackend"]
@@ -49,14 +49,15 @@ def _trace(
 ) -> tuple[dict[str, Tensor], Tensor | None]:
     # nnsight needs sites requested in execution order; the trace body lives in a function
     # because traces in module-level loops lose their variables.
+    save = import_nnsight().save  # not ``value.save()``: auditlens unmounts that patch
     saved: dict[str, Any] = {}
     logits: Any = None
     with lm.trace({"input_ids": input_ids, "attention_mask": attention_mask}):
         for site in sites:
             envoy, which = resolve_module(lm, arch, site)
             value = envoy.input if which == "input" else envoy.output
-            saved[site.name] = _first(value).save()
+            saved[site.name] = save(_first(value))
         if want_logits:
-            logits = lm.output.logits.save()
+            logits = save(lm.output.logits)
     acts = {name: _first(v).detach() for name, v in saved.items()}
     return acts, (logits.detach() if want_logits else None)

@@ -9,6 +9,8 @@ import typer
 
 from auditlens.audit import DEFAULT_OUT, demo_adapter, resolve_budget
 from auditlens.audit import audit as run_audit
+from auditlens.audit.outdir import OutLock, check_out_dir
+from auditlens.audit.pipeline import prompts_cut_notice
 from auditlens.cli._common import (
     AdapterOpt,
     BaseOpt,
@@ -62,8 +64,9 @@ def audit(
     """
     resolve_budget(budget)  # a bad budget is a user error before any model loads
     adapter = default_adapter(base, finetuned, adapter)
-    pair = load(base, finetuned, adapter, device, dtype, allow_download, device_map)
-    report = run_audit(pair, out, budget=budget, prompts=prompts)  # type: ignore[arg-type]
+    with OutLock(check_out_dir(out)):  # writable, and no other audit in it, before loading
+        pair = load(base, finetuned, adapter, device, dtype, allow_download, device_map)
+        report = run_audit(pair, out, budget=budget, prompts=prompts)  # type: ignore[arg-type]
     for notice in report.findings.notices:
         console.print(f"[yellow]notice:[/] {notice}")
     console.print(f"[bold]verdict:[/] {report.findings.verdict}")
@@ -105,6 +108,7 @@ def harvest(
     ] = None,
 ) -> None:
     """Harvest paired activations into a resumable safetensors store."""
+    check_out_dir(out)  # a file or an unwritable folder: before any model loads
     pair = load(base, finetuned, adapter, device, dtype, allow_download, device_map)
     prompt_range = None
     if part is not None:
@@ -114,6 +118,9 @@ def harvest(
         mask=MaskSpec(mask, last_k),  # type: ignore[arg-type]
         max_length=max_length, backend=backend, overwrite=overwrite, prompt_range=prompt_range,
     )  # fmt: skip
+    notice = prompts_cut_notice(prompts, pair.tokenizer, max_length, "--max-length")
+    if notice:
+        console.print(f"[yellow]notice:[/] {notice}")
     typer.echo(f"{store.n_tokens} tokens at {len(store.sites)} sites in {out}")
 
 

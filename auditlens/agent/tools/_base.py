@@ -200,7 +200,12 @@ class ToolkitBase:
             if size <= limit:
                 continue
             if value != default:
-                raise LimitError(f"{name}={value} exceeds the server limit of {limit}")
+                shown = (
+                    f"{len(value)} items in {name}"
+                    if isinstance(value, list)
+                    else f"{name}={value}"
+                )
+                raise LimitError(f"{shown} exceeds the server limit of {limit}")
             update[name] = value[: int(limit)] if isinstance(value, list) else type(value)(limit)
         return args.model_copy(update=update) if update else args
 
