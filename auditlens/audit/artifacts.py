@@ -31,21 +31,25 @@ def harvested(
     *,
     batch_size: int,
     max_length: int,
+    mask: str = "content",
     progress: bool = True,
 ) -> tuple[ActivationStore, Path, bool]:
-    """Paired activations of ``prompts`` at ``sites`` (a store)."""
+    """Paired activations of ``prompts`` at ``sites`` (a store). The default ``content`` mask
+    leaves out the attention sink and chat-template tokens every prompt shares, which would
+    otherwise be every top latent's context."""
     parts = {
         "pair": pair_identity(pair),
         "prompts": prompts.sha256,
         "sites": list(sites),
         "batch_size": batch_size,
         "max_length": max_length,
+        "mask": mask,
     }
 
     def build(folder: Path) -> None:
         harvest(
             pair, prompts, list(sites), folder, batch_size=batch_size, max_length=max_length,
-            progress=progress,
+            mask=mask, progress=progress,
         )  # fmt: skip
 
     return cache.get("store", parts, build, ActivationStore.open)
