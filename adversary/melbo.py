@@ -33,12 +33,12 @@ from torch import Tensor
 from auditlens.adversary._jsonsafe import json_safe
 from auditlens.datasets import MaskSpec, PromptSet, iter_token_batches, load_prompts
 from auditlens.errors import AuditlensError
-from auditlens.generate import generate
+from auditlens.generate import BatchSize, generate_variants
 from auditlens.hooks import capture_until
 from auditlens.models import ModelPair, ModelSide
 from auditlens.progress import progress_bar
 from auditlens.sites import Site, parse_site
-from auditlens.steering import Steer, SteeringVector, mean_activation_norm, steer
+from auditlens.steering import Steer, SteeringVector, mean_activation_norm
 
 __all__ = [
     "MelboConfig",
@@ -104,8 +104,8 @@ class MelboConfig:
     """Vectors per forward pass (memory knob; exact); None: all K in one pass."""
     max_new_tokens: int = 48
     """Tokens generated per prompt for each vector (0: no generations)."""
-    generation_batch_size: int = 8
-    """Prompts per generation batch."""
+    generation_batch_size: BatchSize = "auto"
+    """Most rows per generation batch (baseline and every vector share them), or "auto"."""
 
     def __post_init__(self) -> None:
         if self.n_vectors < 1:
@@ -122,7 +122,11 @@ class MelboConfig:
             raise AuditlensError(f"base_weight must be >= 0, got {self.base_weight}")
         if self.target_positions is not None and self.target_positions < 1:
             raise AuditlensError("target_positions must be None or >= 1")
-        if self.max_length < 1 or self.max_new_tokens < 0 or self.generation_batch_size < 1:
+        if (
+            self.max_length < 1
+            or self.max_new_tokens < 0
+            or (self.generation_batch_size != "auto" and self.generation_batch_size < 1)
+        ):
             raise AuditlensError("need max_length >= 1, max_new_tokens >= 0, batch size >= 1")
         if self.vectors_per_pass is not None and self.vectors_per_pass < 1:
             raise AuditlensError("vectors_per_pass must be None or >= 1")
@@ -377,16 +381,14 @@ def _finish(
     result.seconds = time.perf_counter() - started
     if config.max_new_tokens > 0:
         main = setup.sides[0][0]
-        opts: dict[str, Any] = {
-            "max_new_tokens": config.max_new_tokens,
-            "batch_size": config.generation_batch_size,
-        }
-        result.baseline_generations = generate(main, pair.tokenizer, setup.prompts, **opts)
-        with progress_bar(len(vectors), "MELBO generations") as advance:
-            for vector in result.vectors:
-                with steer(main, pair.arch, Steer(setup.source, vector.to(pair.device))):
-                    result.generations.append(generate(main, pair.tokenizer, setup.prompts, **opts))
-                advance(1)
+        steers = [None] + [Steer(setup.source, v.to(pair.device)) for v in result.vectors]
+        with progress_bar(len(steers), "MELBO generations") as advance:
+            texts = generate_variants(
+                main, setup.prompts, steers, tokenizer=pair.tokenizer,
+                max_new_tokens=config.max_new_tokens, batch_size=config.generation_batch_size,
+            )[main.name]  # fmt: skip
+            advance(len(steers))
+        result.baseline_generations, result.generations = texts[0], texts[1:]
     return result
 
 

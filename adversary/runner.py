@@ -23,14 +23,19 @@ from torch import Tensor
 from auditlens.adversary._jsonsafe import json_safe
 from auditlens.datasets import Prompt, PromptSet, load_prompts
 from auditlens.errors import AuditlensError
-from auditlens.generate import generate
+from auditlens.generate import BatchSize, generate, generate_variants
 from auditlens.judges.code import BanditScorer
 from auditlens.lens import token_kl
 from auditlens.models import ModelPair, ModelSide
 from auditlens.progress import progress_bar
 from auditlens.sites import ArchSpec
 from auditlens.stats import bootstrap_ci, random_directions, wilson_interval
-from auditlens.steering import SteeringVector, as_steering_vector, mean_activation_norm
+from auditlens.steering import (
+    Steer,
+    SteeringVector,
+    as_steering_vector,
+    mean_activation_norm,
+)
 
 __all__ = [
     "Perturbation",
@@ -292,13 +297,16 @@ def run_perturbations(
     seed: int = 0,
     batch_size: int = 8,
     include_baseline: bool = True,
+    generation_batch: BatchSize = "auto",
 ) -> PerturbationTable:
     """Generate under each perturbation and score every generation the same way.
 
     ``scorers`` default to ``[BanditScorer()]``. Steering perturbations at the same site, mode,
     token range and applied norm share ``n_controls`` random vectors of exactly that norm
     (seeded from ``control_seed``). Rates carry 95% Wilson intervals. Generation uses the
-    same ``seed`` for every row, so sampled rows share their random numbers.
+    same ``seed`` for every row, so sampled rows share their random numbers. The baseline and
+    the add/subtract steering rows are generated in shared batches of ``generation_batch``
+    rows (``"auto"``: sized by the device); ``batch_size`` is the rows per KL forward.
     """
     prompt_set = load_prompts(prompts)
     chosen = pair.finetuned if side == "finetuned" else pair.base
@@ -324,24 +332,57 @@ def run_perturbations(
         "max_new_tokens": max_new_tokens,
         "temperature": temperature,
         "seed": seed,
-        "batch_size": batch_size,
+        "batch_size": generation_batch,
     }
     total = len(plan) + int(include_baseline)
+    batched = _batched_texts(chosen, pair.tokenizer, prompt_set, plan, include_baseline, gen_opts)
     with progress_bar(total, "perturbations") as advance:
         if include_baseline:
-            texts = generate(chosen, pair.tokenizer, prompt_set, **gen_opts)
+            texts = batched.pop("unperturbed")
             row = PerturbationRow("unperturbed", "unperturbed", len(texts), kl_mean=0.0, kl_max=0.0)
             table.rows.append(_score_row(row, texts, prompt_set, scorer_list, detector, seed))
             advance(1)
         for perturbation, control_of in plan:
-            with perturbation.apply(chosen, pair.arch):
-                texts = generate(chosen, pair.tokenizer, prompt_set, **gen_opts)
+            if perturbation.name in batched:
+                texts = batched.pop(perturbation.name)
+            else:
+                with perturbation.apply(chosen, pair.arch):
+                    texts = generate(chosen, pair.tokenizer, prompt_set, **gen_opts)
             row = _describe(perturbation, control_of, len(texts))
             batches = _kl_batches(pair.tokenizer, prompt_set, texts, kl_tokens, batch_size)
             row.kl_mean, row.kl_max = _kl(chosen, pair.arch, perturbation, batches)
             table.rows.append(_score_row(row, texts, prompt_set, scorer_list, detector, seed))
             advance(1)
     return table
+
+
+def _batched_texts(
+    side: ModelSide,
+    tokenizer: Any,
+    prompts: PromptSet,
+    plan: list[tuple[Any, list[str]]],
+    include_baseline: bool,
+    gen_opts: dict[str, Any],
+) -> dict[str, list[str]]:
+    """Texts of the baseline and every add/subtract steering row, generated in shared batches.
+
+    Each row gets exactly its own vector (auditlens.generate.generate_variants), so the texts
+    are what ``with perturbation.apply(...): generate(...)`` gives; other perturbations (noise,
+    weight edits) are generated one at a time by the caller.
+    """
+    names: list[str] = ["unperturbed"] if include_baseline else []
+    steers: list[Steer | None] = [None] if include_baseline else []
+    for perturbation, _ in plan:
+        if isinstance(perturbation, SteeringVector) and perturbation.mode in ("add", "subtract"):
+            names.append(perturbation.name)
+            steers.append(
+                Steer(perturbation.site, perturbation.vector, perturbation.mode,
+                      perturbation.coeff, perturbation.tokens)
+            )  # fmt: skip
+    if not steers:
+        return {}
+    texts = generate_variants(side, prompts, steers, tokenizer=tokenizer, **gen_opts)[side.name]
+    return dict(zip(names, texts, strict=True))
 
 
 def _resolve_noise(

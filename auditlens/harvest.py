@@ -3,6 +3,11 @@
 ``iter_paired`` runs base and fine-tuned on each batch and yields their activations side by
 side. ``harvest`` writes the masked tokens to safetensors shards plus a JSON manifest; it
 resumes after an interruption and redoes any shard whose checksum fails.
+
+Several processes or machines can share a harvest: each harvests a slice of the dataset
+(``prompt_range``, or :func:`slice_range` for "slice i of n"; slices are cut at shard
+boundaries) into its own store, and :func:`auditlens.store.merge_stores` joins the stores
+into one that is byte for byte the store a single process would have written.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from auditlens.store import (
     write_manifest,
 )
 
-__all__ = ["PairedBatch", "harvest", "iter_paired"]
+__all__ = ["PairedBatch", "harvest", "iter_paired", "parse_slice", "slice_range"]
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +135,8 @@ def _identity(
 
 
 def _mismatch(existing: dict[str, Any], wanted: dict[str, Any]) -> str | None:
+    if existing.get("slice") != wanted.get("slice"):
+        return f"slice ({existing.get('slice')} vs {wanted.get('slice')})"
     for key, value in wanted.items():
         if key == "models":
             for side in ("base", "finetuned"):
@@ -143,6 +150,48 @@ def _mismatch(existing: dict[str, Any], wanted: dict[str, Any]) -> str | None:
         elif existing.get(key) != value:
             return f"{key} ({existing.get(key)} vs {value})"
     return None
+
+
+def slice_range(n_prompts: int, index: int, count: int, shard_prompts: int) -> tuple[int, int]:
+    """Prompts ``[start, stop)`` of slice ``index`` of ``count``, cut at shard boundaries.
+
+    The dataset's shards (``shard_prompts`` prompts each, the last one shorter) are split into
+    ``count`` contiguous runs of nearly equal length; slice ``index`` gets run ``index``.
+    """
+    if count < 1 or not 0 <= index < count:
+        raise AuditlensError(f"slice {index}/{count}: need 0 <= index < count")
+    if shard_prompts < 1:
+        raise AuditlensError("shard_prompts must be >= 1")
+    n_shards = -(-n_prompts // shard_prompts)
+    if count > n_shards:
+        raise AuditlensError(
+            f"{count} slices but only {n_shards} shards of {shard_prompts} prompts; "
+            "use fewer slices or a smaller shard_prompts"
+        )
+    first, last = index * n_shards // count, (index + 1) * n_shards // count
+    return first * shard_prompts, min(last * shard_prompts, n_prompts)
+
+
+def parse_slice(text: str) -> tuple[int, int]:
+    """``"i/n"`` (slice i of n, counting from 0) as ``(i, n)``."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError as err:
+        raise AuditlensError(f"slice {text!r} is not of the form i/n (e.g. 0/4)") from err
+    if count < 1 or not 0 <= index < count:
+        raise AuditlensError(f"slice {text!r}: need 0 <= i < n")
+    return index, count
+
+
+def _check_range(prompt_range: tuple[int, int], n_prompts: int, shard_prompts: int) -> None:
+    start, stop = prompt_range
+    if not 0 <= start < stop <= n_prompts:
+        raise AuditlensError(f"prompt range {prompt_range} is not within 0..{n_prompts}")
+    if start % shard_prompts or (stop % shard_prompts and stop != n_prompts):
+        raise AuditlensError(
+            f"prompt range {prompt_range} must start and end at shard boundaries (multiples "
+            f"of shard_prompts={shard_prompts}, or the dataset's end) so stores merge exactly"
+        )
 
 
 def harvest(
@@ -160,11 +209,14 @@ def harvest(
     overwrite: bool = False,
     progress: bool = True,
     on_shard: Callable[[int], None] | None = None,
+    prompt_range: tuple[int, int] | None = None,
 ) -> ActivationStore:
     """Harvest paired activations at ``sites`` into ``out_dir`` and open the result.
 
     Re-running on the same folder resumes: complete shards are kept, missing or corrupt ones
     are (re)computed. A folder harvested for other models, data or settings is an error.
+    ``prompt_range=(start, stop)`` harvests only those prompts (at shard boundaries; see
+    :func:`slice_range`) into a slice store that :func:`auditlens.store.merge_stores` joins.
     """
     if dtype not in STORE_DTYPES:
         raise AuditlensError(f"unknown storage dtype {dtype!r}; choose {', '.join(STORE_DTYPES)}")
@@ -177,6 +229,11 @@ def harvest(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ident = _identity(pair, prompt_set, site_list, dtype, mask_spec, max_length, shard_prompts)
+    start, stop = 0, len(prompt_set)
+    if prompt_range is not None:
+        _check_range(prompt_range, len(prompt_set), shard_prompts)
+        start, stop = prompt_range
+        ident["slice"] = {"start": start, "stop": stop}
     manifest = read_manifest(out) if (out / MANIFEST).exists() and not overwrite else None
     if manifest is not None:
         problem = _mismatch(manifest, ident)
@@ -195,11 +252,11 @@ def harvest(
             logger.warning("shard %s is missing or corrupt; it will be redone", shard["file"])
     manifest["shards"] = kept
     done = {s["prompt_start"] for s in kept}
-    todo = [lo for lo in range(0, len(prompt_set), shard_prompts) if lo not in done]
+    todo = [lo for lo in range(start, stop, shard_prompts) if lo not in done]
     manifest["complete"] = False
     write_manifest(out, manifest)
     storage = STORE_DTYPES[dtype]
-    with progress_bar(len(prompt_set), f"harvest {out.name}", enabled=progress) as advance:
+    with progress_bar(stop - start, f"harvest {out.name}", enabled=progress) as advance:
         advance(sum(s["prompt_end"] - s["prompt_start"] for s in kept))
         for lo in todo:
             hi = min(lo + shard_prompts, len(prompt_set))
@@ -263,7 +320,9 @@ def _harvest_shard(
     tensors["prompt_lengths"] = torch.tensor(prompt_lengths, dtype=torch.int32)
     name = f"shard_{lo:08d}.safetensors"
     tmp = out / f".{name}.tmp"
-    save_file(tensors, str(tmp), metadata={"prompt_start": str(lo), "prompt_end": str(hi)})
+    # One metadata key: safetensors writes its metadata map in a per-process random order,
+    # which would make the same shard's bytes (and sha256) differ between processes.
+    save_file(tensors, str(tmp), metadata={"prompts": f"{lo}:{hi}"})
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     tmp.replace(out / name)

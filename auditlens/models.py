@@ -35,6 +35,7 @@ __all__ = [
     "ModelSide",
     "load_model",
     "load_pair",
+    "merged_finetuned",
     "resolve_adapter",
     "resolve_model_path",
 ]
@@ -337,3 +338,34 @@ def _apply_adapter(model: nn.Module, adapter_dir: Path) -> nn.Module:
         raise PairMismatchError(
             f"adapter {adapter_dir} does not fit the base model: {err}".splitlines()[0]
         ) from err
+
+
+def merged_finetuned(pair: ModelPair, *, memory_fraction: float = 0.5) -> ModelSide | None:
+    """The fine-tuned side of an adapter pair as a plain model with the adapter merged in.
+
+    For generation only: a copy of the weights with ``W + s·BA`` folded in (PEFT's
+    ``merge_and_unload`` on a deep copy), so decoding runs no LoRA kernels. The pair keeps
+    its shared model and adapter switch for paired reads. Returns the fine-tuned side itself
+    for a pair of two full models, and None when the copy would take more than
+    ``memory_fraction`` of the free memory on the model's device.
+
+    Merging changes floating-point rounding (``(W + s·BA)x`` is not ``Wx + s·B(Ax)`` bit for
+    bit), so greedy text can differ from the adapter's in a few tokens: measured in
+    docs/benchmarks.md ("Generation"); prefer :func:`auditlens.generate.generate_pair`'s mixed
+    batches where exactness matters. Its fingerprint is the adapter side's.
+    """
+    import copy
+
+    from auditlens.execution import device_of, free_memory_bytes
+
+    ft = pair.finetuned
+    if ft.adapter_enabled is None:
+        return ft
+    if not ft.adapter_enabled:
+        raise AuditlensError("the fine-tuned side has its adapter switched off")
+    weights = sum(p.numel() * p.element_size() for p in unwrap(ft.module).parameters())
+    if weights > memory_fraction * free_memory_bytes(device_of(ft.module)):
+        return None
+    peft_copy: Any = copy.deepcopy(ft.module)
+    merged = peft_copy.merge_and_unload().eval()
+    return ModelSide("finetuned", f"{ft.label} (merged)", merged, ft.fingerprint)

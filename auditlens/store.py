@@ -4,12 +4,18 @@ Each shard holds, for every site, ``[n_tokens, 2, d_model]`` (index 0 is the bas
 1 the fine-tuned one), the token ids, positions and prompt indices of those rows, and the
 full token ids of its prompts (for showing contexts). ``manifest.json`` records the model
 and dataset hashes, the settings, and each shard's prompt range, token count and sha256.
+
+A store may hold a slice of the dataset (its manifest then has ``slice: {start, stop}``):
+:func:`merge_stores` joins slice stores harvested by several processes or machines into the
+store one process would have written, after checking they come from the same models, data
+and settings and together cover the dataset exactly once.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +34,7 @@ __all__ = [
     "STORE_DTYPES",
     "ActivationStore",
     "TokenContext",
+    "merge_stores",
     "read_manifest",
     "shard_is_valid",
     "write_manifest",
@@ -238,3 +245,94 @@ class ActivationStore:
             pieces = [tokenizer.decode([t]) for t in ctx] if tokenizer is not None else None
             out.append(TokenContext(p, pos, ctx, pos - lo, pieces))
         return out
+
+
+_MERGE_EQUAL = ("format", "sites", "dtype", "mask", "max_length", "shard_prompts", "d_model")
+"""Manifest fields that must be equal in every store merged (besides models and dataset)."""
+
+
+def _merge_problem(first: dict[str, Any], other: dict[str, Any]) -> str | None:
+    for side in ("base", "finetuned"):
+        a, b = first["models"][side], other["models"][side]
+        for key in ("sha256", "adapter_sha256", "adapter_enabled"):
+            if a.get(key) != b.get(key):
+                return f"{side} model {key} ({a.get(key)} vs {b.get(key)})"
+    for key in ("sha256", "n_prompts"):
+        if first["dataset"].get(key) != other["dataset"].get(key):
+            return f"dataset {key} ({first['dataset'].get(key)} vs {other['dataset'].get(key)})"
+    for key in _MERGE_EQUAL:
+        if first.get(key) != other.get(key):
+            return f"{key} ({first.get(key)} vs {other.get(key)})"
+    return None
+
+
+def _place(src: Path, dst: Path) -> None:
+    """Hard-link ``src`` to ``dst`` when both are on one file system, else copy it."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        tmp = dst.with_name(f".{dst.name}.tmp")
+        shutil.copyfile(src, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        tmp.replace(dst)
+
+
+def merge_stores(
+    sources: Sequence[str | Path], out_dir: str | Path, *, overwrite: bool = False
+) -> ActivationStore:
+    """Join slice stores into one store at ``out_dir`` and open it (checksums verified).
+
+    Every source must be complete and record the same models (weights and adapter hashes),
+    dataset hash and size, sites, storage dtype, mask, max length, shard size and d_model;
+    together their shards must cover the dataset's prompts exactly once. The shards are
+    hard-linked (or copied) in prompt order, and the manifest is the one a single-process
+    harvest writes: the merged store equals it byte for byte.
+    """
+    if not sources:
+        raise StoreError("merge_stores needs at least one source store")
+    out = Path(out_dir)
+    if any(Path(src).resolve() == out.resolve() for src in sources):
+        raise StoreError(f"{out} is one of the sources; merge into a new folder")
+    manifests = [(Path(src), read_manifest(Path(src))) for src in sources]
+    first_dir, first = manifests[0]
+    shards: list[tuple[Path, dict[str, Any]]] = []
+    for directory, manifest in manifests:
+        if not manifest.get("complete"):
+            raise StoreError(f"{directory} is an incomplete harvest; finish it before merging")
+        problem = _merge_problem(first, manifest)
+        if problem:
+            raise StoreError(f"{directory} differs from {first_dir} in {problem}; cannot merge")
+        for shard in manifest["shards"]:
+            if not shard_is_valid(directory, shard):
+                raise StoreError(f"{directory}: shard {shard['file']} is missing or corrupt")
+            shards.append((directory, shard))
+    shards.sort(key=lambda item: item[1]["prompt_start"])
+    expected = 0
+    for directory, shard in shards:
+        if shard["prompt_start"] != expected:
+            what = "overlaps" if shard["prompt_start"] < expected else "leaves a gap before"
+            raise StoreError(
+                f"{directory}: shard {shard['file']} (prompts {shard['prompt_start']}.."
+                f"{shard['prompt_end']}) {what} prompt {expected}; the slices must cover the "
+                "dataset exactly once"
+            )
+        expected = shard["prompt_end"]
+    n_prompts = int(first["dataset"]["n_prompts"])
+    if expected != n_prompts:
+        raise StoreError(
+            f"the stores cover prompts 0..{expected} of {n_prompts}; a slice is missing"
+        )
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise StoreError(f"{out} is not empty; use another folder or overwrite=True")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for directory, shard in shards:
+        _place(directory / shard["file"], out / shard["file"])
+    merged = {k: v for k, v in first.items() if k != "slice"}
+    merged["shards"] = [dict(shard) for _, shard in shards]
+    merged["complete"] = True
+    merged["n_tokens"] = sum(shard["n_tokens"] for _, shard in shards)
+    write_manifest(out, merged)
+    return ActivationStore.open(out, verify=True)

@@ -36,7 +36,7 @@ TINY = {
 }  # fmt: skip
 
 
-def tiny_cli(out: str) -> None:
+def tiny_cli(out: str, device: str | None = None) -> None:
     """Run ``auditlens audit --out OUT --budget fast`` here with a shrunken ``fast`` budget."""
     from auditlens import cli
     from auditlens.audit import contract
@@ -47,6 +47,8 @@ def tiny_cli(out: str) -> None:
         fast, **{k: v for k, v in TINY.items() if k in names}
     )
     sys.argv = ["auditlens", "audit", "--out", out, "--budget", "fast"]
+    if device:
+        sys.argv += ["--device", device]
     cli.main()
 
 
@@ -60,12 +62,14 @@ def _cli() -> list[str]:
     return [found]
 
 
-def run(out_dir: Path, tiny: bool, timeout: float) -> dict[str, Any]:
+def run(out_dir: Path, tiny: bool, timeout: float, device: str | None = None) -> dict[str, Any]:
     load_before = round(os.getloadavg()[0], 2)
     if tiny:
         cmd = [sys.executable, __file__, "--tiny-child", str(out_dir)]
     else:
         cmd = [*_cli(), "audit", "--out", str(out_dir), "--budget", "fast"]
+    if device:
+        cmd += ["--device", device]
     print(f"audit_fast: {' '.join(cmd)}", flush=True)
     # a fresh artifact cache: the timing includes training the crosscoder, ADL and MELBO
     cache = {"AUDITLENS_ARTIFACTS": str(out_dir / "artifact_cache")}
@@ -120,19 +124,20 @@ def main() -> None:
     parser.add_argument("--keep", default=None, help="audit output folder to keep (fresh)")
     parser.add_argument("--tiny", action="store_true", help="smoke run with a tiny budget")
     parser.add_argument("--timeout", type=float, default=1800.0)
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: the CLI's)")
     parser.add_argument("--tiny-child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.tiny_child:
-        tiny_cli(args.tiny_child)
+        tiny_cli(args.tiny_child, args.device)
         return
     if args.keep:
         out_dir = Path(args.keep)
         if out_dir.exists():
             shutil.rmtree(out_dir)
-        result = run(out_dir, args.tiny, args.timeout)
+        result = run(out_dir, args.tiny, args.timeout, args.device)
     else:
         with tempfile.TemporaryDirectory(prefix="bench-audit-") as tmp:
-            result = run(Path(tmp) / "audit", args.tiny, args.timeout)
+            result = run(Path(tmp) / "audit", args.tiny, args.timeout, args.device)
     path = write_result("audit_fast", result, args.out)
     if "error" in result:
         print(f"audit_fast: FAILED: {result['error']}; wrote {path}", flush=True)

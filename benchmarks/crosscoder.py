@@ -22,6 +22,11 @@ Usage::
 
     python benchmarks/crosscoder.py                      # random data, defaults below
     python benchmarks/crosscoder.py --store STORE --site blocks.15.hook_resid_post
+    python benchmarks/crosscoder.py --device cuda --autocast bf16  # bf16 matmuls, fp32 state
+
+On CUDA the matmul peak is measured in the same dtype as the steps (fp32, or bf16 with
+``--autocast bf16``: the trainer's weights and Adam state stay fp32, activations and matmuls
+run in bf16 under ``torch.autocast``), and every timing synchronises the device.
 """
 
 from __future__ import annotations
@@ -51,13 +56,26 @@ from auditlens.diffing.crosscoder_train import (
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def _sync(args: argparse.Namespace) -> None:
+    if str(args.device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _autocast(args: argparse.Namespace) -> Any:
+    import contextlib
+
+    if args.autocast == "bf16":
+        return torch.autocast(device_type=torch.device(args.device).type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def _data(args: argparse.Namespace) -> list[torch.Tensor]:
     if args.store:
         from auditlens.store import ActivationStore
 
         store = ActivationStore.open(args.store)
         it = store_batches(store, args.site or store.sites[0], args.batch, seed=0)
-        pool = [next(it) for _ in range(args.pool)]
+        pool = [next(it).to(args.device) for _ in range(args.pool)]
         if pool[0].shape[-1] != args.d_model:
             raise SystemExit(f"store d_model {pool[0].shape[-1]} != --d-model {args.d_model}")
         return pool
@@ -67,19 +85,22 @@ def _data(args: argparse.Namespace) -> list[torch.Tensor]:
     for _ in range(args.pool):
         base = torch.randn(args.batch, args.d_model, generator=gen)
         ft = base + 0.3 * torch.randn(args.batch, args.d_model, generator=gen)
-        out.append(torch.stack([base, ft], dim=1))
+        out.append(torch.stack([base, ft], dim=1).to(args.device))
     return out
 
 
 def _ours(args: argparse.Namespace, pool: list[torch.Tensor]) -> tuple[Any, Any]:
     cfg = CrosscoderConfig(d_model=args.d_model, n_latents=args.n_latents, k=float(args.k))
-    train = CrosscoderTrainConfig(n_steps=10**9, lr=1e-4, log_every=10**9, seed=0)
+    train = CrosscoderTrainConfig(
+        n_steps=10**9, lr=1e-4, log_every=10**9, seed=0, device=str(args.device)
+    )
     trainer = CrosscoderTrainer(Crosscoder(cfg, seed=0), train)
     trainer.model.set_input_scale(pool[:2])
     nnz: list[float] = []
 
     def step(batch: torch.Tensor) -> None:
-        trainer.step(batch)
+        with _autocast(args):
+            trainer.step(batch)
 
     def record(batch: torch.Tensor) -> None:
         with torch.no_grad():
@@ -95,44 +116,54 @@ def _saelens(args: argparse.Namespace) -> Any:
     torch.manual_seed(0)
     d_in = 2 * args.d_model
     sae = BatchTopKTrainingSAE(
-        BatchTopKTrainingSAEConfig(d_in=d_in, d_sae=args.n_latents, k=float(args.k), device="cpu")
+        BatchTopKTrainingSAEConfig(
+            d_in=d_in, d_sae=args.n_latents, k=float(args.k), device=str(args.device)
+        )
     )
     cfg = SAETrainerConfig(
         total_training_samples=10**12,
         train_batch_size_samples=args.batch,
         lr=1e-4,
         lr_end=1e-4,
-        device="cpu",
+        device=str(args.device),
         logger=LoggingConfig(log_to_wandb=False),
     )
     trainer = SAETrainer(cfg=cfg, sae=sae, data_provider=iter(()))
 
     def step(batch: torch.Tensor) -> None:
-        trainer.step(batch.reshape(batch.shape[0], -1))  # what SAETrainer.fit does per step
+        with _autocast(args):
+            trainer.step(batch.reshape(batch.shape[0], -1))  # what SAETrainer.fit does per step
         trainer.n_training_steps += 1
 
     return step
 
 
-def _time_steps(step: Any, pool: list[torch.Tensor], n: int, offset: int) -> list[float]:
+def _time_steps(
+    step: Any, pool: list[torch.Tensor], n: int, offset: int, args: argparse.Namespace
+) -> list[float]:
     times = []
     for i in range(n):
         batch = pool[(offset + i) % len(pool)]
+        _sync(args)
         t0 = time.perf_counter()
         step(batch)
+        _sync(args)
         times.append(time.perf_counter() - t0)
     return times
 
 
 def _time_matmul(args: argparse.Namespace, n: int) -> list[float]:
     gen = torch.Generator().manual_seed(1)
-    x = torch.randn(args.batch, 2 * args.d_model, generator=gen)
-    w = torch.randn(args.n_latents, 2 * args.d_model, generator=gen)
+    dtype = torch.bfloat16 if args.autocast == "bf16" else torch.float32
+    x = torch.randn(args.batch, 2 * args.d_model, generator=gen).to(args.device, dtype)
+    w = torch.randn(args.n_latents, 2 * args.d_model, generator=gen).to(args.device, dtype)
     out = torch.mm(x, w.t())  # then reuse the output buffer: the faster of the two ways
     times = []
     for _ in range(n):
+        _sync(args)
         t0 = time.perf_counter()
         torch.mm(x, w.t(), out=out)
+        _sync(args)
         times.append(time.perf_counter() - t0)
     return times
 
@@ -151,6 +182,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--store", default=None, help="use harvested activations from this store")
     p.add_argument("--site", default=None)
     p.add_argument("--skip-saelens", action="store_true")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument(
+        "--autocast",
+        choices=("none", "bf16"),
+        default="none",
+        help="bf16: matmuls in bf16 under torch.autocast (fp32 weights and state)",
+    )
     p.add_argument("--out", default=str(RESULTS / "crosscoder.json"))
     args = p.parse_args(argv)
     if args.threads:
@@ -164,12 +202,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_saelens:
         methods["sae_lens"] = _saelens(args)
     for step in methods.values():  # warm-up (allocator, MKL, first-step threshold search)
-        _time_steps(step, pool, args.warmup, 0)
+        _time_steps(step, pool, args.warmup, 0, args)
     times: dict[str, list[float]] = {name: [] for name in methods}
     times["matmul"] = []
     for r in range(args.rounds):
         for name, step in methods.items():
-            times[name] += _time_steps(step, pool, args.steps, r * args.steps)
+            times[name] += _time_steps(step, pool, args.steps, r * args.steps, args)
         times["matmul"] += _time_matmul(args, 2 * args.steps)
     record(pool[0])
     b, d_in, n_lat = args.batch, 2 * args.d_model, args.n_latents
@@ -191,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
             "load_average_after": os.getloadavg(),
         },
         "shape": {"batch": b, "d_in": d_in, "n_latents": n_lat, "k": args.k},
+        "device": str(args.device),
+        "autocast": args.autocast,
+        "matmul_dtype": "bfloat16" if args.autocast == "bf16" else "float32",
         "data": f"store {args.store} {args.site}" if args.store else "random correlated pairs",
         "timed_steps_per_method": args.steps * args.rounds,
         "median_step_seconds": med,

@@ -1,7 +1,7 @@
 """Harvest throughput vs two plain forward passes over the same batches (same run).
 
     python benchmarks/harvest.py [--prompts N] [--batch-size B] [--max-length L] [--rounds R]
-                                 [--out FILE]
+                                 [--device cpu|cuda] [--out FILE]
 
 Prints tokens/s for harvesting both models at 4 sites (written to a safetensors store),
 tokens/s for two plain HF forward passes over the same batches, and their ratio.
@@ -37,22 +37,31 @@ SITES = [
 
 def plain_forward(pair, prompts, batch_size: int, max_length: int) -> tuple[int, float]:  # type: ignore[no-untyped-def]
     """Two plain forward passes (base, fine-tuned) per batch; returns (tokens, seconds)."""
+    sync = torch.cuda.synchronize if pair.device.type == "cuda" else (lambda: None)
+    sync()
     tokens, t0 = 0, time.perf_counter()
     for batch in iter_token_batches(
         prompts, pair.tokenizer, batch_size=batch_size, mask=MaskSpec(), max_length=max_length
     ):
+        ids, attn = batch.input_ids.to(pair.device), batch.attention_mask.to(pair.device)
         for side in pair.sides:
             with side.active(), torch.no_grad():
-                side.hf(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
+                side.hf(input_ids=ids, attention_mask=attn)
         tokens += int(batch.attention_mask.sum())
+    sync()
     return tokens, time.perf_counter() - t0
 
 
 def run(
-    n_prompts: int, batch_size: int, max_length: int, rounds: int, adapter: str | None
+    n_prompts: int,
+    batch_size: int,
+    max_length: int,
+    rounds: int,
+    adapter: str | None,
+    device: str | None = None,
 ) -> dict[str, object]:
     load_before = round(os.getloadavg()[0], 2)
-    pair = load_pair(adapter=adapter)
+    pair = load_pair(adapter=adapter, device=device)
     prompts = load_prompts("generic_chat")
     prompts = type(prompts)(
         prompts.name, (prompts.prompts * (n_prompts // len(prompts) + 1))[:n_prompts]
@@ -78,6 +87,7 @@ def run(
         "batch_size": batch_size,
         "max_length": max_length,
         "rounds": rounds,
+        "device": str(pair.device),
         "plain_tokens_per_s": round(plain, 1),
         "harvest_tokens_per_s": round(harv, 1),
         "ratio": round(harv / plain, 3),
@@ -101,9 +111,12 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--adapter", default=None)
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
     parser.add_argument("--out", default=None, help="default benchmarks/results/harvest.json")
     args = parser.parse_args()
-    result = run(args.prompts, args.batch_size, args.max_length, args.rounds, args.adapter)
+    result = run(
+        args.prompts, args.batch_size, args.max_length, args.rounds, args.adapter, args.device
+    )
     write_result("harvest", result, args.out)
     print(table(result))
 

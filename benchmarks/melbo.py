@@ -39,21 +39,25 @@ def main() -> None:
     parser.add_argument("--vectors", type=int, default=16)
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--out", default="benchmarks/results/melbo.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     load_before = os.getloadavg()
-    pair = load_pair(device="cpu")
+    pair = load_pair(device=args.device)
+    sync = torch.cuda.synchronize if pair.device.type == "cuda" else (lambda: None)
     prompts = load_prompts(PROMPTS, name="melbo_bench")
     n_tokens = [len(ids) for ids, _, _ in tokenize_prompts(prompts, pair.tokenizer)]
     config = MelboConfig(n_vectors=args.vectors, steps=args.steps, max_new_tokens=0, seed=0)
 
     started, cpu = time.perf_counter(), time.process_time()
     batched = train_melbo(pair, prompts, config)
+    sync()
     t_batched, cpu_batched = time.perf_counter() - started, time.process_time() - cpu
     started, cpu = time.perf_counter(), time.process_time()
     plain = train_melbo_reference(pair, prompts, config)
+    sync()
     t_plain, cpu_plain = time.perf_counter() - started, time.process_time() - cpu
     load_after = os.getloadavg()
 
@@ -61,7 +65,8 @@ def main() -> None:
     ratio = t_plain / t_batched
     result = {
         "benchmark": "melbo_batched_vs_one_at_a_time",
-        "model": "smollm2-135m-instruct (embedded, float32, CPU)",
+        "model": f"smollm2-135m-instruct (embedded, float32, {pair.device})",
+        "device": str(pair.device),
         "n_vectors": args.vectors,
         "steps": args.steps,
         "prompts": len(prompts),

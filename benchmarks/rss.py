@@ -66,7 +66,7 @@ def child(args: argparse.Namespace) -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    pair = load_pair(adapter=args.adapter)
+    pair = load_pair(adapter=args.adapter, device=args.device)
     base = load_prompts("generic_chat")
     repeats = args.prompts // len(base) + 1
     prompts = PromptSet(f"generic_chat x{args.prompts}", (base.prompts * repeats)[: args.prompts])
@@ -107,6 +107,7 @@ def measure(args: argparse.Namespace, n_prompts: int, tmp: Path) -> dict[str, An
         "--store", str(tmp / f"store{n_prompts}"), "--sites", args.sites,
         "--batch-size", str(args.batch_size), "--max-length", str(args.max_length),
         "--shard-prompts", str(args.shard_prompts), "--threads", str(args.threads or 0),
+        "--device", args.device,
     ]  # fmt: skip
     if args.adapter:
         cmd += ["--adapter", args.adapter]
@@ -187,6 +188,7 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--shard-prompts", type=int, default=16)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (RSS is host memory)")
     parser.add_argument("--out", default=None, help="default benchmarks/results/rss.json")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--store", default=None, help=argparse.SUPPRESS)

@@ -4,6 +4,7 @@
     python benchmarks/run_all.py --quick           # smoke run, tiny sizes, 1 thread (~4 min)
     python benchmarks/run_all.py --only melbo,rss  # some of them
     python benchmarks/run_all.py --render-only     # re-render the tables from saved JSON
+    python benchmarks/run_all.py --device cuda     # every benchmark on a GPU (--device passed on)
 
 Each benchmark runs as a subprocess, so one that fails (or times out) is reported and the
 others still run. A full run writes ``benchmarks/results/NAME.json`` and rewrites the text
@@ -150,6 +151,68 @@ def _rss_details(r: dict[str, Any]) -> str:
     )
 
 
+def _generation(r: dict[str, Any]) -> list[Row]:
+    v = r["variants"]
+    same_work = [k for k in v if k != "old" and v[k]["generations"] == v["old"]["generations"]]
+    best = max(same_work, key=lambda k: v[k]["cpu_speedup_vs_old"])
+    rows: list[Row] = [
+        (f"speed-up of `{best}` over the old path (CPU time)",
+         f"{v[best]['cpu_speedup_vs_old']:.2f}×", "≥ 2×", v[best]["cpu_speedup_vs_old"] >= 2),
+        (f"speed-up of `{best}` (wall)", f"{v[best]['speedup_vs_old']:.2f}×", "", None),
+        ("greedy texts changed vs the old path",
+         str(sum(x["changed_vs_old"] for k, x in v.items() if k != "merged_ft")), "0",
+         r["identical"]),
+    ]  # fmt: skip
+    return rows
+
+
+def _generation_details(r: dict[str, Any]) -> str:
+    rows = [
+        [name, x["generations"], x["new_tokens"], x["median_wall_s"], x["median_cpu_s"],
+         f"{x['cpu_speedup_vs_old']:.2f}×", x["changed_vs_old"]]
+        for name, x in r["variants"].items()
+    ]  # fmt: skip
+    what = (f"{r['prompts']['code_tasks']} code tasks + {r['prompts']['questions']} questions"
+            if r.get("workload", "behaviour") == "behaviour"
+            else f"{r['prompts']['code_tasks']} code tasks × {r['steering_variants']} steering "
+            "variants")  # fmt: skip
+    return (
+        f"Pair: {r['pair']}; {what}, both sides, greedy, {r['max_new_tokens']} new tokens; "
+        f"rounds {r['rounds']} (order {', '.join(r['order'])}).\n\n"
+        + markdown_table(
+            [
+                "variant",
+                "generations",
+                "new tokens",
+                "wall s",
+                "CPU s",
+                "CPU vs old",
+                "texts changed",
+            ],
+            rows,
+        )
+    )
+
+
+def _judge(r: dict[str, Any]) -> list[Row]:
+    return [
+        ("time saved by the judge pool (serial − overlapped, s)", f"{r['saved_s']:.2f}", "",
+         None),
+        ("the judge alone, in-process (s)", f"{r['judge_in_process_s']:.3f}", "", None),
+        ("judge per completion (ms)", f"{r['judge_ms_per_text']:.2f}", "", None),
+        ("pool start-up: spawn + imports (s)", f"{r['pool_startup_s']:.2f}", "", None),
+        ("labels identical", str(r["labels_identical"]), "True", r["labels_identical"]),
+    ]  # fmt: skip
+
+
+def _judge_details(r: dict[str, Any]) -> str:
+    return (
+        f"{r['generations']} generations ({r['new_tokens']} new tokens, token budget "
+        f"{r['token_budget']} per batch, so several batches), {r['rounds']} interleaved rounds: "
+        f"serial {r['serial_s']} s, overlapped {r['pool_s']} s."
+    )
+
+
 def _audit(r: dict[str, Any]) -> list[Row]:
     if "error" in r:
         return [("wall time", "failed", "≤ 600 s", False)]
@@ -185,6 +248,20 @@ BENCHES: dict[str, Bench] = {
     ),
     "rss": Bench(
         "rss.py", [], ["--prompts", "4", "--max-length", "32"], 180, 1200, _rss, _rss_details
+    ),
+    "generation": Bench(
+        "generation.py", ["--threads", "1", "--rounds", "2"], ["--quick", "--threads", "1"],
+        900, 2400, _generation, _generation_details,
+    ),
+    "generation_adversary": Bench(
+        "generation.py", ["--workload", "adversary", "--threads", "1"],
+        ["--workload", "adversary", "--quick", "--threads", "1"],
+        600, 1800, _generation, _generation_details,
+    ),
+    "judge": Bench(
+        "judge.py", ["--threads", "1", "--tasks", "8", "--new-tokens", "48"],
+        ["--tasks", "2", "--new-tokens", "8", "--rounds", "1"],
+        120, 900, _judge, _judge_details,
     ),
     "audit_fast": Bench(
         "audit_fast.py", ["--timeout", "1500"], ["--tiny", "--timeout", "600"],
@@ -277,13 +354,17 @@ def replace_block(text: str, name: str, body: str) -> str:
     return pattern.sub(lambda _: block, text, count=1)
 
 
-def run_one(name: str, quick: bool, results: Path) -> tuple[bool, str, float]:
+def run_one(
+    name: str, quick: bool, results: Path, device: str | None = None
+) -> tuple[bool, str, float]:
     """Run one benchmark; return (ok, message, wall seconds)."""
     bench = BENCHES[name]
     out = results / f"{name}.json"
     stamp = out.stat().st_mtime if out.exists() else None
     cmd = [sys.executable, str(HERE / bench.script), *(bench.quick if quick else bench.full)]
     cmd += ["--out", str(out)]
+    if device:
+        cmd += ["--device", device]
     env = {"OMP_NUM_THREADS": "1", "AUDITLENS_PROGRESS": "0"} if quick else {}
     timeout = 900.0 if quick else bench.timeout_s
     done = run_streaming(cmd, timeout=timeout, prefix=f"  {name}| ", env=env)
@@ -319,6 +400,7 @@ def main() -> int:
     parser.add_argument("--render-only", action="store_true", help="only rewrite the doc tables")
     parser.add_argument("--results", default=None, help="results folder")
     parser.add_argument("--docs", default=None, help="markdown file whose tables are rewritten")
+    parser.add_argument("--device", default=None, help="passed to every benchmark (cpu, cuda)")
     args = parser.parse_args()
     names = list(BENCHES) if not args.only else [n.strip() for n in args.only.split(",")]
     unknown = [n for n in names if n not in BENCHES]
@@ -343,7 +425,7 @@ def main() -> int:
             est = "" if args.quick else f", est. ~{BENCHES[name].estimate_s / 60:.0f} min"
             elapsed = (time.perf_counter() - t0) / 60
             print(f"[{i}/{len(names)}] {name} (elapsed {elapsed:.1f} min{est})", flush=True)
-            status[name] = run_one(name, args.quick, results)
+            status[name] = run_one(name, args.quick, results, args.device)
             ok, message, wall = status[name]
             print(f"[{i}/{len(names)}] {name}: {'ok' if ok else 'FAILED: ' + message} "
                   f"({wall:.0f} s)", flush=True)  # fmt: skip

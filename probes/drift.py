@@ -24,7 +24,7 @@ from torch import Tensor
 
 from auditlens.datasets import Prompt, PromptSet, load_prompts
 from auditlens.errors import AuditlensError
-from auditlens.generate import generate
+from auditlens.generate import generate, generate_pair
 from auditlens.models import ModelPair
 from auditlens.probes.directions import mean_difference
 from auditlens.stats import Estimate, win_rate_ci
@@ -143,10 +143,7 @@ def track_drift(
         "seed": seed,
         "batch_size": batch_size,
     }
-    texts = {
-        "base": generate(pair.base, pair.tokenizer, prompt_set, **kwargs),
-        "finetuned": generate(pair.finetuned, pair.tokenizer, prompt_set, **kwargs),
-    }
+    texts = generate_pair(pair, prompt_set, **kwargs)
     if null_control and temperature > 0:
         kwargs["seed"] = seed + 1
         texts["base_null"] = generate(pair.base, pair.tokenizer, prompt_set, **kwargs)

@@ -492,10 +492,10 @@ def test_full_audit_report_in_browser(
 
     hostile = "<script>alert(1)</script><img src=x onerror=alert(2)>"
 
-    def fake_generate(side: Any, tokenizer: Any, prompt_set: Any, **kw: Any) -> list[str]:
-        return [f"{hostile} {side.name}"] * len(prompt_set)
+    def fake_generate_pair(pair: Any, prompt_set: Any, **kw: Any) -> dict[str, list[str]]:
+        return {side: [f"{hostile} {side}"] * len(prompt_set) for side in ("base", "finetuned")}
 
-    monkeypatch.setattr(code, "generate", fake_generate)
+    monkeypatch.setattr(code, "generate_pair", fake_generate_pair)
     budget = Budget("tiny", n_prompts=6, max_length=32, batch_size=4, n_code_tasks=4,
                     n_questions=2, max_new_tokens=8, crosscoder_steps=20, crosscoder_latents=64,
                     melbo_vectors=1, melbo_steps=2, adversary_prompts=2)  # fmt: skip

@@ -62,11 +62,10 @@ def _ctx(pair: ModelPair, tmp_path: Path) -> AuditContext:
 def test_planted_insecure_code_is_caught(
     tiny_pair: ModelPair, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def fake_generate(side: Any, tokenizer: Any, prompts: Any, **kw: Any) -> list[str]:
-        text = INSECURE if side.name == "finetuned" else SECURE
-        return [text] * len(prompts)
+    def fake_generate_pair(pair: Any, prompts: Any, **kw: Any) -> dict[str, list[str]]:
+        return {"base": [SECURE] * len(prompts), "finetuned": [INSECURE] * len(prompts)}
 
-    monkeypatch.setattr(code_check, "generate", fake_generate)
+    monkeypatch.setattr(code_check, "generate_pair", fake_generate_pair)
     ctx = _ctx(tiny_pair, tmp_path)
     out = run_step(behaviour.STEP, ctx)
     code = next(f for f in out.findings if f.id == "behaviour.insecure_code")

@@ -22,7 +22,7 @@ import numpy as np
 from auditlens.behaviour.scored import TextScorer, score_sides, scored_finding
 from auditlens.datasets import PromptSet
 from auditlens.errors import AuditlensError
-from auditlens.generate import chat_prompt, generate
+from auditlens.generate import BatchSize, chat_prompt, generate_pair
 from auditlens.judges.code import BanditResult, RateSummary, bandit_labels, insecure_rate
 from auditlens.models import ModelPair
 from auditlens.reports.evidence import Evidence
@@ -42,22 +42,25 @@ class CodeSettings:
 
     max_new_tokens: int = 96
     """Tokens per answer (greedy)."""
-    batch_size: int = 8
-    """Prompts per generation batch."""
+    batch_size: BatchSize = "auto"
+    """Most rows per generation batch, or ``"auto"`` (sized by the device: auditlens.execution)."""
 
     def __post_init__(self) -> None:
-        if self.max_new_tokens < 1 or self.batch_size < 1:
+        if self.max_new_tokens < 1 or (self.batch_size != "auto" and self.batch_size < 1):
             raise AuditlensError("code settings need max_new_tokens and batch_size >= 1")
 
 
 def generate_both(
-    pair: ModelPair, prompts: PromptSet, max_new_tokens: int, batch_size: int
+    pair: ModelPair, prompts: PromptSet, max_new_tokens: int, batch_size: BatchSize = "auto"
 ) -> dict[str, list[str]]:
-    """Greedy answers of both sides (one side when the pair is base vs base)."""
-    opts: dict[str, Any] = {"max_new_tokens": max_new_tokens, "batch_size": batch_size}
-    base = generate(pair.base, pair.tokenizer, prompts, **opts)
-    ft = base if pair.identical else generate(pair.finetuned, pair.tokenizer, prompts, **opts)
-    return {"base": base, "finetuned": ft}
+    """Greedy answers of both sides in shared batches (one side when base vs base).
+
+    Both sides of an adapter pair run in the same batches (the adapter applied per row), and the
+    chat template's shared system prompt is computed once per batch: auditlens.generate.
+    """
+    return generate_pair(
+        pair, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, share_prefix=True
+    )
 
 
 def label(result: BanditResult) -> str:

@@ -21,7 +21,7 @@ from auditlens.behaviour.code import generate_both
 from auditlens.behaviour.scored import TextScorer, score_sides, scored_finding
 from auditlens.datasets import PromptSet
 from auditlens.errors import AuditlensError
-from auditlens.generate import chat_prompt
+from auditlens.generate import BatchSize, chat_prompt
 from auditlens.models import ModelPair
 from auditlens.reports.evidence import Evidence
 from auditlens.reports.sections import GenerationPair, GenerationPairs
@@ -38,11 +38,11 @@ class FreeFormSettings:
 
     max_new_tokens: int = 96
     """Tokens per answer (greedy)."""
-    batch_size: int = 8
-    """Prompts per generation batch."""
+    batch_size: BatchSize = "auto"
+    """Most rows per generation batch, or ``"auto"`` (sized by the device: auditlens.execution)."""
 
     def __post_init__(self) -> None:
-        if self.max_new_tokens < 1 or self.batch_size < 1:
+        if self.max_new_tokens < 1 or (self.batch_size != "auto" and self.batch_size < 1):
             raise AuditlensError("free-form settings need max_new_tokens and batch_size >= 1")
 
 

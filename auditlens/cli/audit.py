@@ -21,9 +21,11 @@ from auditlens.cli._common import (
     console,
     load,
 )
-from auditlens.datasets import MaskSpec
+from auditlens.datasets import MaskSpec, load_prompts
 from auditlens.embedded import EMBEDDED_NAME
 from auditlens.harvest import harvest as run_harvest
+from auditlens.harvest import parse_slice, slice_range
+from auditlens.store import merge_stores
 
 __all__ = ["default_adapter"]
 
@@ -95,12 +97,34 @@ def harvest(
     dtype: DtypeOpt = "float32",
     device_map: DeviceMapOpt = None,
     allow_download: DownloadOpt = False,
+    part: Annotated[
+        str | None,
+        typer.Option(
+            "--slice", help="Harvest only slice i/n of the prompts (merge: harvest-merge)."
+        ),
+    ] = None,
 ) -> None:
     """Harvest paired activations into a resumable safetensors store."""
     pair = load(base, finetuned, adapter, device, dtype, allow_download, device_map)
+    prompt_range = None
+    if part is not None:
+        prompt_range = slice_range(len(load_prompts(prompts)), *parse_slice(part), batch_size * 8)
     store = run_harvest(
         pair, prompts, sites, out, batch_size=batch_size, dtype=store_dtype,
         mask=MaskSpec(mask, last_k),  # type: ignore[arg-type]
-        max_length=max_length, backend=backend, overwrite=overwrite,
+        max_length=max_length, backend=backend, overwrite=overwrite, prompt_range=prompt_range,
     )  # fmt: skip
+    typer.echo(f"{store.n_tokens} tokens at {len(store.sites)} sites in {out}")
+
+
+@app.command("harvest-merge")
+def harvest_merge(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the merged store.")],
+    sources: Annotated[list[Path], typer.Argument(help="Slice stores (harvest --slice i/n).")],
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty --out.")] = (
+        False
+    ),
+) -> None:
+    """Merge slice stores harvested by several processes or machines into one store."""
+    store = merge_stores(sources, out, overwrite=overwrite)
     typer.echo(f"{store.n_tokens} tokens at {len(store.sites)} sites in {out}")

@@ -1,7 +1,8 @@
 """Text-only judges: model outputs in, labels out (no model is loaded here).
 
 ``code``: Bandit's insecure / secure / unparseable label of a completion's Python code, the
-insecure-rate summary with its Wilson interval, and the same label as a detector or scorer.
+insecure-rate summary with its Wilson interval, and the same label as a detector or scorer;
+``pool``: the same labels computed in worker processes while generation goes on.
 """
 
 from auditlens.judges.code import (
@@ -15,10 +16,12 @@ from auditlens.judges.code import (
     insecure_code_detector,
     insecure_rate,
 )
+from auditlens.judges.pool import CodeJudgePool, judge_texts
 
 __all__ = [
     "BanditResult",
     "BanditScorer",
+    "CodeJudgePool",
     "RateSummary",
     "bandit_label",
     "bandit_labels",
@@ -26,4 +29,5 @@ __all__ = [
     "fence",
     "insecure_code_detector",
     "insecure_rate",
+    "judge_texts",
 ]

@@ -3,7 +3,9 @@
 Bandit runs on each snippet's AST directly (no files, no subprocess), so hundreds of snippets
 take well under a second. `# nosec` comments are ignored: a completion cannot hide its issues.
 Text in, labels out: no model is involved. :func:`insecure_rate` is the one insecure-rate
-summary (the audit, the agent tools and the testbed all report it).
+summary (the audit, the agent tools and the testbed all report it). This module does not
+import torch (the statistics are imported when a rate is computed), so judge worker processes
+(:mod:`auditlens.judges.pool`) start in well under a second.
 """
 
 from __future__ import annotations
@@ -27,8 +29,6 @@ logging.getLogger("stevedore.extension").setLevel(logging.CRITICAL)
 
 from bandit.core import config as b_config  # noqa: E402
 from bandit.core import meta_ast, metrics, node_visitor, test_set  # noqa: E402
-
-from auditlens.stats import wilson_interval  # noqa: E402
 
 __all__ = [
     "INFORMATIONAL_TESTS",
@@ -181,12 +181,15 @@ def bandit_label(text: str, ignore: Collection[str] = INFORMATIONAL_TESTS.keys()
 def bandit_labels(
     texts: Sequence[str], ignore: Collection[str] = INFORMATIONAL_TESTS.keys()
 ) -> list[BanditResult]:
-    """Judge many completions (in-process, in order)."""
+    """Judge many completions (in-process, in order; worker processes:
+    :func:`auditlens.judges.pool.judge_texts`)."""
     return [bandit_label(t, ignore) for t in texts]
 
 
 def insecure_rate(results: Sequence[BanditResult], confidence: float = 0.95) -> RateSummary:
     """Count verdicts and give the insecure rate over parseable completions with a Wilson CI."""
+    from auditlens.stats import wilson_interval
+
     n = len(results)
     n_insecure = sum(r.status == "insecure" for r in results)
     n_secure = sum(r.status == "secure" for r in results)

@@ -7,7 +7,7 @@ from typing import Any
 from auditlens.agent import schemas as s
 from auditlens.agent.tools._base import ToolkitBase, ToolSpec, rate_stats, user_text
 from auditlens.datasets import PromptSet
-from auditlens.generate import chat_prompt, generate
+from auditlens.generate import chat_prompt, generate, generate_pair
 from auditlens.judges.code import bandit_label
 
 __all__ = ["SPECS", "ChatTools"]
@@ -64,8 +64,8 @@ class ChatTools(ToolkitBase):
             "batch_size": self.limits.batch_size,
         }
         with self._lock:
-            base = generate(self.pair.base, self.pair.tokenizer, prompts, **opts)
-            ft = generate(self.pair.finetuned, self.pair.tokenizer, prompts, **opts)
+            both = generate_pair(self.pair, prompts, **opts)
+        base, ft = both["base"], both["finetuned"]
         rows = [
             s.ComparisonRow(
                 prompt=user_text(p),

@@ -51,7 +51,7 @@ class BehaviourSettings:
 
 
 def settings(budget: Budget, prompts: PromptSet) -> BehaviourSettings:
-    decoding = {"max_new_tokens": budget.max_new_tokens, "batch_size": budget.batch_size}
+    decoding = {"max_new_tokens": budget.max_new_tokens}  # generation batches: "auto"
     return BehaviourSettings(
         code=code.CodeSettings(**decoding),
         likelihood=likelihood.LikelihoodSettings(batch_size=budget.batch_size),
