@@ -39,12 +39,12 @@ from auditlens.diffing._adl_parts import (
 )
 from auditlens.errors import AuditlensError
 from auditlens.harvest import iter_paired
-from auditlens.lens import logit_lens, top_tokens
+from auditlens.lens import logit_lens, recurring_words, top_tokens
 from auditlens.models import ModelPair
 from auditlens.progress import progress_bar
 from auditlens.reports.evidence import Evidence
-from auditlens.reports.findings import Finding
-from auditlens.reports.sections import Table
+from auditlens.reports.findings import Finding, Hypothesis
+from auditlens.reports.sections import Section, Table
 from auditlens.stats import random_directions
 from auditlens.steering import SteeringVector
 
@@ -423,7 +423,33 @@ def evidence(result: ADLResult, where: str | None = None) -> Evidence:
         columns=_COLUMNS,
         rows=rows,
     )
-    return Evidence(findings=findings, sections=[table, _position_table(result, layer)])
+    hypotheses = _hypotheses(result, layer) if check is not None else []
+    sections: list[Section] = [table, _position_table(result, layer)]
+    return Evidence(findings=findings, sections=sections, hypotheses=hypotheses)
+
+
+def _hypotheses(result: ADLResult, layer: int, min_z: float = 2.0) -> list[Hypothesis]:
+    """Words δ promotes at two or more pooled positions (or pooled), never those a random
+    vector of δ's norm promotes; only when the steering check beats its random vectors."""
+    check = result.causal
+    if check is None or check.z_score < min_z:
+        return []
+    reads = result.position_lens.get(str(layer), {})
+    pooled = [[t for t, _ in result.lens[str(layer)]["finetuned"]["promoted"][:10]]]
+    per_pos = [[t for t, _ in r.get("finetuned", [])] for p, r in reads.items()
+               if int(p) >= result.first_position]  # fmt: skip
+    random = [t for t, _ in result.lens[str(layer)].get("random", {}).get("promoted", [])]
+    words = recurring_words(per_pos + pooled + pooled, exclude=random)[:6]
+    if not words:
+        return []
+    return [
+        Hypothesis(
+            rank=1, label=f"the activation difference at layer {layer} promotes: "
+            + ", ".join(words[:3]), keywords=words, kind="topic", source="adl",
+            evidence=["diffing.adl.steering"], strength=check.z_score,
+            null=f"{len(check.kl_random)} random vectors of equal norm (steering check)",
+        )
+    ]  # fmt: skip
 
 
 def _position_table(result: ADLResult, layer: int) -> Table:

@@ -32,12 +32,12 @@ import torch
 
 from auditlens.datasets import PromptSet
 from auditlens.errors import AuditlensError
-from auditlens.generate import chat_prompt, generate
+from auditlens.generate import chat_prompt, generate_pair
 from auditlens.models import ModelPair, ModelSide
 from auditlens.probe_library import ProbePrompt
 from auditlens.reports.evidence import Evidence
 from auditlens.reports.findings import Finding, Hypothesis
-from auditlens.reports.sections import GenerationPair, GenerationPairs, Table
+from auditlens.reports.sections import GenerationPair, GenerationPairs, Section, Table
 
 __all__ = [
     "DivergentResult",
@@ -145,10 +145,9 @@ def generate_answers(
 ) -> dict[str, list[str]]:
     """Greedy answers of both sides to ``probes`` (one generation when base vs base)."""
     prompts = PromptSet("probe_library", tuple(chat_prompt(p.text) for p in probes))
-    opts: dict[str, Any] = {"max_new_tokens": max_new_tokens, "batch_size": batch_size}
-    base = generate(pair.base, pair.tokenizer, prompts, **opts)
-    ft = base if pair.identical else generate(pair.finetuned, pair.tokenizer, prompts, **opts)
-    return {"base": base, "finetuned": ft}
+    return generate_pair(
+        pair, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, share_prefix=True
+    )
 
 
 @torch.no_grad()
@@ -244,8 +243,8 @@ def _rank(
         se = max(float(x.std(ddof=1)), 1e-6) / math.sqrt(n)
         z = float(x.mean()) / se
         by_domain: dict[str, float] = defaultdict(float)
-        for p in np.nonzero(x > 0)[0]:
-            by_domain[domains[p]] += float(x[p])
+        for i in np.nonzero(x > 0)[0].tolist():
+            by_domain[domains[i]] += float(x[i])
         positive = sum(by_domain.values())
         best = max(by_domain, key=by_domain.__getitem__) if by_domain else "general"
         share = by_domain.get(best, 0.0) / positive if positive > 0 else 0.0
@@ -308,7 +307,8 @@ def _finding_id(domain: str) -> str:
 def evidence(result: DivergentResult, where: str | None = None) -> Evidence:
     """One finding and one candidate hypothesis per domain with words above the null; the
     top-word table and a few answer pairs."""
-    findings, hypotheses = [], []
+    findings: list[Finding] = []
+    hypotheses: list[Hypothesis] = []
     art = [f"{where}/divergent.json"] if where else []
     null = f"the largest word z on the base's own answers ({result.threshold:.2f})"
     for domain, ws in sorted(result.groups.items(), key=lambda kv: -kv[1][0].strength):
@@ -364,5 +364,5 @@ def evidence(result: DivergentResult, where: str | None = None) -> Evidence:
             for i in shown
         ],
     )  # fmt: skip
-    sections = [table, pairs] if shown else [table]
+    sections: list[Section] = [table, pairs] if shown else [table]
     return Evidence(findings=findings, sections=sections, hypotheses=hypotheses)

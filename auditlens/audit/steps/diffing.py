@@ -97,6 +97,7 @@ def run(ctx: AuditContext, s: DiffingSettings) -> StepOutput:
         ]
     )
     data = {
+        "candidates": [h.model_dump(mode="json") for h in ev.hypotheses],
         "adl_layer": layer,
         "adl_rel_norm": lens.relative_norms()[lens.layers.index(layer)],
         "adl_enrichment_z": enriched.z_score,
@@ -104,6 +105,7 @@ def run(ctx: AuditContext, s: DiffingSettings) -> StepOutput:
         "crosscoder_key": cc_dir.name,
         "crosscoder_counts": cc.result.analysis.counts(),
     }
+    ev.hypotheses = []  # candidates: the discovery step merges and ranks them
     return StepOutput.of(ev, data)
 
 
