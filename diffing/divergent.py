@@ -111,6 +111,10 @@ class DivergentResult:
     is measured from it); ``mean_<side>``: the mean over each side's answers."""
     settings: DivergentSettings
     groups: dict[str, list[WordScore]] = field(default_factory=dict)
+    length_z: float = 0.0
+    """Paired z over prompts of log(words_ft + 1) − log(words_base + 1) (answer length)."""
+    length_ratio: float = 1.0
+    """Geometric mean of the fine-tune's answer length over the base's."""
 
     @property
     def threshold(self) -> float:
@@ -123,6 +127,8 @@ class DivergentResult:
             "null_z": self.null_z,
             "words": [asdict(w) for w in self.words],
             "groups": {d: [w.word for w in ws] for d, ws in self.groups.items()},
+            "length_z": self.length_z,
+            "length_ratio": self.length_ratio,
             "settings": asdict(self.settings),
         }
 
@@ -297,7 +303,54 @@ def run(
             group = groups.setdefault(w.domain, [])
             if len(group) < s.top_words:
                 group.append(w)
-    return DivergentResult(list(probes), gens, words, null_z, means, s, groups)
+    lz, ratio = _length(gens)
+    return DivergentResult(list(probes), gens, words, null_z, means, s, groups, lz, ratio)
+
+
+def _length(gens: dict[str, list[str]]) -> tuple[float, float]:
+    diffs = np.array([math.log(len(f.split()) + 1) - math.log(len(b.split()) + 1)
+                      for f, b in zip(gens["finetuned"], gens["base"], strict=True)])  # fmt: skip
+    if diffs.size < 2 or not diffs.any():
+        return 0.0, 1.0
+    se = max(float(diffs.std(ddof=1)), 1e-3) / math.sqrt(diffs.size)
+    return float(diffs.mean()) / se, math.exp(float(diffs.mean()))
+
+
+LENGTH_Z = 3.0
+"""|z| of the answer-length difference above which answer length is a candidate."""
+LENGTH_RATIO = 1.5
+"""... and the geometric-mean length ratio (or its inverse) must reach this (an effect floor)."""
+
+
+def _length_evidence(result: DivergentResult) -> tuple[list[Finding], list[Hypothesis]]:
+    """Answer length (verbosity) as a finding, and a candidate when it changed clearly."""
+    z, ratio = result.length_z, result.length_ratio
+    finding = Finding(
+        id="diffing.divergent.length", family="diffing", method="divergent_words",
+        statistic="paired z of log answer length (words), fine-tuned minus base",
+        value=ratio, control=1.0, control_kind="equal length (the base's answers)",
+        effect_size=abs(z),
+        summary=f"The fine-tune's answers are {ratio:.2f}x the base's length in words "
+        f"(paired z {z:.1f} over {len(result.probes)} probe prompts).",
+    )  # fmt: skip
+    if abs(z) < LENGTH_Z or max(ratio, 1 / ratio) < LENGTH_RATIO:
+        return [finding], []
+    shorter = ratio < 1
+    words = ["short", "brief", "concise"] if shorter else ["long", "verbose", "detailed"]
+    label = ("answers are much shorter than the base's (brief, concise sentences)" if shorter
+             else "answers are much longer than the base's (verbose, detailed)")  # fmt: skip
+    return [finding], [
+        Hypothesis(
+            rank=1,
+            label=label,
+            keywords=words,
+            kind="format",
+            source="divergent",
+            evidence=[finding.id],
+            strength=abs(z),
+            null="equal answer length (paired z)",
+        )
+    ]
 
 
 def _finding_id(domain: str) -> str:
@@ -334,6 +387,9 @@ def evidence(result: DivergentResult, where: str | None = None) -> Evidence:
                 domain=None if domain == "general" else domain,
             )
         )  # fmt: skip
+    findings_h = _length_evidence(result)
+    findings += findings_h[0]
+    hypotheses += [h.model_copy(update={"rank": len(hypotheses) + 1}) for h in findings_h[1]]
     rows: list[list[Any]] = [
         [w.word, w.count, w.prompts, w.domain, w.z, w.z_null, w.strength] for w in result.words[:25]
     ]

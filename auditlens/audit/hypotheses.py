@@ -78,12 +78,15 @@ def _join(group: list[Hypothesis]) -> Hypothesis:
     domain = next((h.domain for h in group if h.domain), None)
     is_code = domain == "code" or len(mentions(" ".join(keywords), CODE_SECURITY_WORDS)) >= 2
     label = head.label if len(group) == 1 else f"{head.label} (also: {', '.join(sources[1:])})"
+    if is_code and head.kind != "format":
+        label = f"code security (insecure code?): {', '.join(keywords[:4])} [{head.label}]"
     return head.model_copy(
         update={
             "keywords": keywords[:8], "source": "+".join(sources), "strength": strength,
             "evidence": list(dict.fromkeys(e for h in group for e in h.evidence)),
             "null": "; ".join(dict.fromkeys(h.null for h in group if h.null)) or None,
-            "kind": "code_security" if is_code else head.kind, "domain": domain, "label": label,
+            "kind": "code_security" if is_code and head.kind != "format" else head.kind,
+            "domain": domain, "label": label,
         }
     )  # fmt: skip
 
@@ -117,7 +120,11 @@ def confirm(
             out.append(h)
             continue
         prompts = held_out(library, used, h.domain, n_prompts)
-        results = [checks.mention(answers(prompts), h.keywords, id=f"check.h{h.rank}.mention")]
+        if h.kind == "format":
+            shorter = "short" in h.keywords
+            results = [checks.length(answers(prompts), shorter=shorter, id=f"check.h{h.rank}.len")]
+        else:
+            results = [checks.mention(answers(prompts), h.keywords, id=f"check.h{h.rank}.mention")]
         if h.kind == "code_security":
             code = held_out(library, used, "code", n_prompts)
             results.append(checks.code_security(answers(code), id=f"check.h{h.rank}.code"))

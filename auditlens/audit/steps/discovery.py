@@ -84,7 +84,8 @@ def run(ctx: AuditContext, s: DiscoverySettings) -> StepOutput:
     out = Evidence(sections=[table], notices=notices, hypotheses=tested) + Evidence(
         findings=ev.findings + checked.findings, sections=ev.sections
     )
-    return StepOutput.of(out, {"n_candidates": len(candidates), "n_hypotheses": len(tested)})
+    data = {"candidates": [h.model_dump(mode="json") for h in candidates]}
+    return StepOutput.of(out, data)
 
 
 STEP = Step("discovery", settings, run, needs=("diffing",), order=25)
