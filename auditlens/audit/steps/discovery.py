@@ -61,10 +61,10 @@ def run(ctx: AuditContext, s: DiscoverySettings) -> StepOutput:
         Hypothesis.model_validate(h) for h in ctx.data("diffing", "candidates", [])
     ]
     ranked = hypotheses.merge(candidates, keep=s.keep)
-    tested, checked, data = hypotheses.confirm(
+    tested, checked, check_data = hypotheses.confirm(
         ranked, library, used, answers, n_prompts=s.check_prompts, top=s.top, where=ctx.where
     )
-    (ctx.artifacts / "checks.json").write_text(json.dumps(data, indent=1))
+    (ctx.artifacts / "checks.json").write_text(json.dumps(check_data, indent=1))
     table = Table(
         title="Hypotheses and their checks",
         caption=(
