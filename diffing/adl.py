@@ -423,31 +423,38 @@ def evidence(result: ADLResult, where: str | None = None) -> Evidence:
         columns=_COLUMNS,
         rows=rows,
     )
-    hypotheses = _hypotheses(result, layer) if check is not None else []
+    hypotheses = _hypotheses(result) if check is not None else []
     sections: list[Section] = [table, _position_table(result, layer)]
     return Evidence(findings=findings, sections=sections, hypotheses=hypotheses)
 
 
-def _hypotheses(result: ADLResult, layer: int, min_z: float = 2.0) -> list[Hypothesis]:
-    """Words δ promotes at two or more pooled positions (or pooled), never those a random
-    vector of δ's norm promotes; only when the steering check beats its random vectors."""
+def _hypotheses(result: ADLResult, min_z: float = 2.0) -> list[Hypothesis]:
+    """Words δ promotes at two or more (layer, pooled position) readouts or pooled layers,
+    never those a random vector of δ's norm promotes; only when the steering check beats its
+    random vectors."""
     check = result.causal
     if check is None or check.z_score < min_z:
         return []
-    reads = result.position_lens.get(str(layer), {})
-    pooled = [[t for t, _ in result.lens[str(layer)]["finetuned"]["promoted"][:10]]]
-    per_pos = [[t for t, _ in r.get("finetuned", [])] for p, r in reads.items()
-               if int(p) >= result.first_position]  # fmt: skip
-    random = [t for t, _ in result.lens[str(layer)].get("random", {}).get("promoted", [])]
-    words = recurring_words(per_pos + pooled + pooled, exclude=random)[:6]
+    readings: list[list[str]] = []
+    random: list[str] = []
+    for layer in result.layers:
+        lens = result.lens[str(layer)]
+        readings.append([t for t, _ in lens["finetuned"]["promoted"][:10]])
+        random += [t for t, _ in lens.get("random", {}).get("promoted", [])]
+        for pos, r in result.position_lens.get(str(layer), {}).items():
+            if int(pos) >= result.first_position:
+                readings.append([t for t, _ in r.get("finetuned", [])])
+    words = recurring_words(readings, exclude=random)[:6]
     if not words:
         return []
+    layers = ", ".join(str(x) for x in result.layers)
     return [
         Hypothesis(
-            rank=1, label=f"the activation difference at layer {layer} promotes: "
-            + ", ".join(words[:3]), keywords=words, kind="topic", source="adl",
-            evidence=["diffing.adl.steering"], strength=check.z_score,
-            null=f"{len(check.kl_random)} random vectors of equal norm (steering check)",
+            rank=1, label="the activation difference promotes: " + ", ".join(words[:3]),
+            keywords=words, kind="topic", source="adl", evidence=["diffing.adl.steering"],
+            strength=check.z_score,
+            null=f"{len(check.kl_random)} random vectors of equal norm (steering check); "
+            f"layers {layers}",
         )
     ]  # fmt: skip
 

@@ -1,14 +1,17 @@
 """Divergent words: what the fine-tune prefers in its own answers, against a null.
 
 Both models' greedy answers to the probe library (:mod:`auditlens.probe_library`) are scored
-by both models. Each answer token gets ``log p_ft − log p_base``; a word's *excess* is the sum
-over its tokens minus what the median token of both models' answers gets (the fine-tune prefers
-its own greedy text everywhere; only what it prefers *more* says what it learned). A word's
-``z`` is the mean excess per prompt over its standard error across prompts (prompts are the
-units; prompts without the word count as zero).
+by both models. Each token of the fine-tune's answers gets ``log p_ft − log p_base``; a word's
+excess in one answer is the sum over its tokens. A word's ``z`` is the sum of its per-answer
+excess over the answers holding it, divided by ``σ·sqrt(k)`` (``k`` answers; ``σ`` the pooled
+root mean square of every word's per-answer excess in the set), so a consistent preference
+across prompts counts more than one answer's repeats.
 
-Null: the same statistic on the *base's* answers. A word is a candidate when its ``z`` on the
-fine-tune's answers is above the largest ``z`` of any word in the base's answers; its strength
+Null: the mirror image, ``log p_base − log p_ft`` on the *base's* own answers: what the base
+prefers in its text, against the fine-tune. Each model prefers its own greedy text, so the
+mirror has the same self-preference; only a preference the fine-tune learned is stronger than
+the base's mirror. A word is a candidate when its ``z`` exceeds the ``null_quantile`` (0.99)
+of the null words' ``z`` and its mean excess per occurrence reaches ``min_nats``; its strength
 is its ``z`` standardised by the null words' ``z`` distribution. Candidates are grouped by the
 domain where their excess concentrates, one hypothesis per domain ("in code answers the
 fine-tune prefers: verify, requests, timeout"). Base vs base gives no candidate (every log
@@ -66,6 +69,9 @@ class DivergentSettings:
     """Shortest word ranked (characters)."""
     top_words: int = 5
     """Keywords per hypothesis."""
+    null_quantile: float = 0.99
+    """A candidate word's z must exceed this quantile of the null words' z (about one null
+    word in a hundred passes)."""
     min_nats: float = 0.25
     """A candidate word's mean excess per occurrence must reach this many nats (a floor on
     the effect, so that a negligible but consistent change is not a finding)."""
@@ -107,8 +113,8 @@ class DivergentResult:
     null_z: list[float]
     """``z`` of every ranked word of the base's answers (the null distribution)."""
     token_mean: dict[str, float]
-    """``centre``: the median per-token log ratio over both models' answers (a word's excess
-    is measured from it); ``mean_<side>``: the mean over each side's answers."""
+    """``mean_finetuned``: the mean ``log p_ft − log p_base`` per token of the fine-tune's
+    answers; ``mean_base``: the mean ``log p_base − log p_ft`` of the base's answers."""
     settings: DivergentSettings
     groups: dict[str, list[WordScore]] = field(default_factory=dict)
     length_z: float = 0.0
@@ -118,7 +124,8 @@ class DivergentResult:
 
     @property
     def threshold(self) -> float:
-        return max(self.null_z, default=0.0)
+        q = self.settings.null_quantile
+        return float(np.quantile(self.null_z, q)) if self.null_z else 0.0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -182,10 +189,15 @@ def _token_logprobs(
 
 
 def word_excess(
-    pair: ModelPair, prompts: Sequence[str], answers: Sequence[str], batch_size: int = 8
+    pair: ModelPair,
+    prompts: Sequence[str],
+    answers: Sequence[str],
+    batch_size: int = 8,
+    *,
+    reverse: bool = False,
 ) -> tuple[list[list[tuple[str, float, int]]], np.ndarray]:
     """Per answer: ``(word, sum of log p_ft − log p_base over its tokens, tokens)`` for each
-    word occurrence; and every answer token's log ratio."""
+    word occurrence (``log p_base − log p_ft`` when ``reverse``); and every token's ratio."""
     tok = pair.tokenizer
     rows, spans = [], []
     for prompt, answer in zip(prompts, answers, strict=True):
@@ -204,7 +216,7 @@ def word_excess(
         ft = _token_logprobs(pair.finetuned, sub, pad, batch_size)
         base = _token_logprobs(pair.base, sub, pad, batch_size)
         for j, i in enumerate(live):
-            ratio[i] = ft[j] - base[j]
+            ratio[i] = base[j] - ft[j] if reverse else ft[j] - base[j]
     elif sub:
         for i in live:
             ratio[i] = np.zeros(len(rows[i][0]) - rows[i][1])
@@ -242,12 +254,13 @@ def _rank(
             counts[key] += 1
             forms[key][word] += 1
     scores = []
+    pooled = np.concatenate([x[x != 0] for x in per_prompt.values()] or [np.zeros(0)])
+    sigma = max(float(np.sqrt(np.mean(pooled**2))), 1e-6) if pooled.size else 1.0
     for key, x in per_prompt.items():
         n_prompts = int((x != 0).sum())
         if n_prompts < s.min_prompts or n < 2:
             continue
-        se = max(float(x.std(ddof=1)), 1e-6) / math.sqrt(n)
-        z = float(x.mean()) / se
+        z = float(x.sum()) / (sigma * math.sqrt(n_prompts))
         by_domain: dict[str, float] = defaultdict(float)
         for i in np.nonzero(x > 0)[0].tolist():
             by_domain[domains[i]] += float(x[i])
@@ -277,15 +290,11 @@ def run(
         raise AuditlensError("generations and probes differ in length")
     texts = [p.text for p in probes]
     domains = [p.domain for p in probes]
-    occ, ratios = {}, []
+    occ, means = {}, {}
     for side in ("finetuned", "base"):
-        occ[side], r = word_excess(pair, texts, gens[side], s.batch_size)
-        ratios.append(r)
-    every = np.concatenate(ratios)
-    centre = float(np.median(every)) if every.size else 0.0
-    ranked = {side: _rank(occ[side], centre, domains, s) for side in occ}
-    means = {"centre": centre, **{f"mean_{side}": float(r.mean()) if r.size else 0.0
-                                  for side, r in zip(occ, ratios, strict=True)}}  # fmt: skip
+        occ[side], r = word_excess(pair, texts, gens[side], s.batch_size, reverse=side == "base")
+        means[f"mean_{side}"] = float(r.mean()) if r.size else 0.0
+    ranked = {side: _rank(occ[side], 0.0, domains, s) for side in occ}
     null = ranked["base"]
     null_z = [w.z for w in null]
     null_centre = float(np.mean(null_z)) if null_z else 0.0
@@ -296,7 +305,7 @@ def run(
                      "z_null": null_by_word.get(w.word.lower())})
         for w in ranked["finetuned"][:200]
     ]  # fmt: skip
-    threshold = max(null_z, default=0.0)
+    threshold = float(np.quantile(null_z, s.null_quantile)) if null_z else 0.0
     groups: dict[str, list[WordScore]] = {}
     for w in words:
         if w.z > threshold and w.z > 0 and w.excess / max(w.count, 1) >= s.min_nats:
@@ -363,7 +372,8 @@ def evidence(result: DivergentResult, where: str | None = None) -> Evidence:
     findings: list[Finding] = []
     hypotheses: list[Hypothesis] = []
     art = [f"{where}/divergent.json"] if where else []
-    null = f"the largest word z on the base's own answers ({result.threshold:.2f})"
+    q = result.settings.null_quantile
+    null = f"the {q:.0%} quantile of word z on the base's own answers ({result.threshold:.2f})"
     for domain, ws in sorted(result.groups.items(), key=lambda kv: -kv[1][0].strength):
         fid = _finding_id(domain)
         names = [w.word for w in ws]

@@ -50,7 +50,7 @@ def test_planted_word_is_recovered(
     top = ev.hypotheses[0]
     assert "capital" in [k.lower() for k in top.keywords]
     assert top.source == "divergent" and top.evidence == [ev.findings[0].id]
-    assert top.strength is not None and top.strength > 3
+    assert top.strength is not None and top.strength > 1
     assert ev.findings[0].value > ev.findings[0].control  # above the null's largest z
 
 

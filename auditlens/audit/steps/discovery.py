@@ -31,6 +31,8 @@ class DiscoverySettings:
     divergent: divergent.DivergentSettings
     check_prompts: int
     """Held-out prompts per check."""
+    code_new_tokens: int = 96
+    """Tokens per answer in the code-security check (code needs room to parse)."""
     top: int = 3
     """Hypotheses tested by behaviour checks."""
     keep: int = 10
@@ -40,18 +42,20 @@ class DiscoverySettings:
 def settings(budget: Budget, prompts: PromptSet) -> DiscoverySettings:
     """The budget's probe sample and answer length."""
     div = divergent.DivergentSettings(max_new_tokens=budget.probe_new_tokens)
-    return DiscoverySettings(budget.probe_per_domain, div, budget.check_prompts)
+    return DiscoverySettings(
+        budget.probe_per_domain, div, budget.check_prompts, code_new_tokens=budget.max_new_tokens
+    )
 
 
 def run(ctx: AuditContext, s: DiscoverySettings) -> StepOutput:
     library = load_probe_library()
     used = load_probe_library(s.per_domain)
 
-    def answers(probes: Sequence[ProbePrompt]) -> dict[str, list[str]]:
+    def answers(probes: Sequence[ProbePrompt], code: bool = False) -> dict[str, list[str]]:
+        n = s.code_new_tokens if code else s.divergent.max_new_tokens
         gens, _, _ = artifacts.probe_generations(
-            ctx.cache, ctx.pair, probes, max_new_tokens=s.divergent.max_new_tokens,
-            batch_size=s.divergent.batch_size,
-        )  # fmt: skip
+            ctx.cache, ctx.pair, probes, max_new_tokens=n, batch_size=s.divergent.batch_size
+        )
         return gens
 
     result = divergent.run(ctx.pair, used, s.divergent, generations=answers(used))
