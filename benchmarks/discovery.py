@@ -3,6 +3,7 @@ steps per organism, then the share whose ground-truth keywords the top-3 hypothe
 
     python benchmarks/discovery.py --adapters DIR [--splits FILE] [--budget fast]
                                    [--out out/discovery] [--only NAME ...] [--summarise]
+                                   [--device cpu|cuda]
 
 ``DIR`` holds one folder per organism (adapter + ``manifest.json`` with the ground truth).
 Only organisms listed under ``dev`` in ``--splits`` are run: test organisms are never read.
@@ -33,9 +34,11 @@ from auditlens.stats import wilson_interval
 INSTRUMENTS = ("divergent", "adl", "crosscoder")
 
 
-def run_one(name: str, adapter: Path | None, budget: str, out: Path) -> dict[str, Any]:
+def run_one(
+    name: str, adapter: Path | None, budget: str, out: Path, device: str | None = None
+) -> dict[str, Any]:
     start = time.time()
-    pair = load_pair(adapter=str(adapter) if adapter else None)
+    pair = load_pair(adapter=str(adapter) if adapter else None, device=device)
     ctx = AuditContext(pair, out / "runs" / name, resolve_budget(budget), "generic_chat",
                        progress=False)  # fmt: skip
     timings = {}
@@ -96,6 +99,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("out/discovery"))
     ap.add_argument("--only", nargs="*")
     ap.add_argument("--summarise", action="store_true")
+    ap.add_argument("--device", default=None, help="cpu or cuda (default: auto)")
     args = ap.parse_args()
     splits = args.splits or args.adapters.parent / "splits.json"
     dev = json.loads(splits.read_text())["dev"]
@@ -115,7 +119,7 @@ def main() -> None:
         if path.is_file():
             continue
         adapter = None if name == "base" else args.adapters / name
-        result = run_one(name, adapter, args.budget, args.out)
+        result = run_one(name, adapter, args.budget, args.out, args.device)
         path.write_text(json.dumps(result, indent=1))
         print(name, result["wall_s"], [h["label"] for h in result["hypotheses"][:3]], flush=True)
     sys.stdout.flush()

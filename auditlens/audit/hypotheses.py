@@ -133,7 +133,7 @@ def confirm(
                 checks.mention(answers(prompts, False), h.keywords, id=f"check.h{h.rank}.mention")
             ]
         if h.kind == "code_security":
-            code = held_out(library, used, "code", n_prompts)
+            code = held_out(library, used, "code", 2 * n_prompts)  # few pairs parse on both sides
             results.append(checks.code_security(answers(code, True), id=f"check.h{h.rank}.code"))
         for r in results:
             ev = ev + checks.evidence(r, where)
