@@ -82,7 +82,7 @@ def _join(group: list[Hypothesis]) -> Hypothesis:
     is_code = domain == "code" or len(mentions(" ".join(keywords), CODE_SECURITY_WORDS)) >= 2
     label = head.label if len(group) == 1 else f"{head.label} (also: {', '.join(sources[1:])})"
     if is_code and head.kind != "format":
-        label = f"code (security untested): {', '.join(keywords[:4])}"
+        label = f"changed how it writes code (untested): {', '.join(keywords[:4])}"
     return head.model_copy(
         update={
             "keywords": keywords[:8], "source": "+".join(sources), "strength": strength,
