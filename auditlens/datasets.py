@@ -29,11 +29,12 @@ __all__ = [
     "iter_token_batches",
     "jsonl_objects",
     "load_prompts",
+    "shared_prefix_length",
     "tokenize_prompts",
 ]
 
 BUILTIN_PROMPT_SETS = ("generic_chat", "code_tasks")
-MaskKind = Literal["all", "assistant", "last_k"]
+MaskKind = Literal["all", "assistant", "last_k", "content"]
 _ROLES = {"system", "user", "assistant"}
 
 
@@ -71,14 +72,18 @@ class PromptSet:
 
 @dataclass(frozen=True)
 class MaskSpec:
-    """Which token positions count: ``all`` non-pad, ``assistant`` content, or ``last_k``."""
+    """Which token positions count: ``all`` non-pad, ``assistant`` content, ``last_k``, or
+    ``content``: message contents only (never chat-template tokens), never position 0 (the
+    attention sink) and never the token prefix that every prompt of the set shares."""
 
     kind: MaskKind = "all"
     k: int = 1
 
     def __post_init__(self) -> None:
-        if self.kind not in ("all", "assistant", "last_k"):
-            raise DatasetError(f"unknown mask {self.kind!r}; choose all, assistant or last_k")
+        if self.kind not in ("all", "assistant", "last_k", "content"):
+            raise DatasetError(
+                f"unknown mask {self.kind!r}; choose all, assistant, last_k or content"
+            )
         if self.k < 1:
             raise DatasetError(f"last_k needs k >= 1, got {self.k}")
 
@@ -174,36 +179,42 @@ class _Encoded:
     ids: list[int]
     assistant: list[bool]
     prompt_len: int  # tokens before the final assistant reply (or all tokens if none)
+    content: list[bool] = field(default_factory=list)  # inside a message's content
     truncated: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _render(prompt: Prompt, tokenizer: Any) -> tuple[str, list[tuple[int, int]], int]:
-    """Text to tokenize, the char spans of assistant contents, and where the prompt ends."""
+def _render(
+    prompt: Prompt, tokenizer: Any
+) -> tuple[str, list[tuple[int, int]], int, list[tuple[int, int]]]:
+    """Text to tokenize, the char spans of assistant contents, where the prompt ends, and the
+    char spans of every message's content (the rest is chat template)."""
     if prompt.messages is None:
         assert prompt.text is not None
-        return prompt.text, [], len(prompt.text)
+        return prompt.text, [], len(prompt.text), [(0, len(prompt.text))]
     msgs = [{"role": r, "content": c} for r, c in prompt.messages]
     ends_with_user = msgs[-1]["role"] != "assistant"
     if getattr(tokenizer, "chat_template", None) is None:
         raise DatasetError("the tokenizer has no chat template; use {'text': ...} items")
     text = tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=ends_with_user)
     spans: list[tuple[int, int]] = []
+    contents: list[tuple[int, int]] = []
     cursor = 0
     for m in msgs:
         start = text.find(m["content"], cursor) if m["content"] else -1
         if start < 0:
             continue
         end = start + len(m["content"])
+        contents.append((start, end))
         if m["role"] == "assistant":
             spans.append((start, end))
         cursor = end
     prompt_end = spans[-1][0] if (spans and not ends_with_user) else len(text)
-    return text, spans, prompt_end
+    return text, spans, prompt_end, contents
 
 
 def _encode(prompt: Prompt, tokenizer: Any, max_length: int) -> _Encoded:
-    text, spans, prompt_end = _render(prompt, tokenizer)
+    text, spans, prompt_end, contents = _render(prompt, tokenizer)
     enc = tokenizer(
         text,
         add_special_tokens=prompt.messages is None,
@@ -212,14 +223,15 @@ def _encode(prompt: Prompt, tokenizer: Any, max_length: int) -> _Encoded:
     ids: list[int] = list(enc["input_ids"])
     offsets: list[tuple[int, int]] = [tuple(o) for o in enc["offset_mapping"]]
     assistant = [any(s <= a < e for s, e in spans) for a, _ in offsets]
+    content = [any(s <= a < e for s, e in contents) and b > a for a, b in offsets]
     prompt_len = sum(1 for a, _ in offsets if a < prompt_end)
     truncated = len(ids) > max_length
     if truncated:
-        ids, assistant = ids[:max_length], assistant[:max_length]
+        ids, assistant, content = ids[:max_length], assistant[:max_length], content[:max_length]
         prompt_len = min(prompt_len, max_length)
     if not ids:
         raise DatasetError("a prompt tokenized to zero tokens")
-    return _Encoded(ids, assistant, prompt_len, truncated)
+    return _Encoded(ids, assistant, prompt_len, content, truncated)
 
 
 def tokenize_prompts(
@@ -232,12 +244,30 @@ def tokenize_prompts(
     ]
 
 
-def _token_mask(enc: _Encoded, mask: MaskSpec) -> list[bool]:
+def shared_prefix_length(prompts: PromptSet, tokenizer: Any, *, max_length: int = 512) -> int:
+    """Tokens at the start that every prompt of the set shares (template, system prompt).
+
+    A set of one prompt shares nothing by this rule (0)."""
+    if len(prompts) < 2:
+        return 0
+    ids = [_encode(p, tokenizer, max_length).ids for p in prompts.prompts]
+    n = 0
+    for column in zip(*ids, strict=False):
+        if any(t != column[0] for t in column):
+            break
+        n += 1
+    return n
+
+
+def _token_mask(enc: _Encoded, mask: MaskSpec, skip: int = 0) -> list[bool]:
     n = len(enc.ids)
     if mask.kind == "all":
         return [True] * n
     if mask.kind == "assistant":
         return enc.assistant
+    if mask.kind == "content":
+        first = max(1, skip)  # position 0 is the attention sink
+        return [c and i >= first for i, c in enumerate(enc.content)]
     start = max(0, enc.prompt_len - mask.k)
     return [start <= i < enc.prompt_len for i in range(n)]
 
@@ -258,6 +288,9 @@ def iter_token_batches(
         raise DatasetError(f"batch_size must be >= 1, got {batch_size}")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     stop = len(prompts) if stop is None else min(stop, len(prompts))
+    skip = 0
+    if mask.kind == "content":
+        skip = shared_prefix_length(prompts, tokenizer, max_length=max_length)
     for lo in range(start, stop, batch_size):
         idx = list(range(lo, min(lo + batch_size, stop)))
         encoded = [_encode(prompts.prompts[i], tokenizer, max_length) for i in idx]
@@ -269,5 +302,5 @@ def iter_token_batches(
             n = len(e.ids)
             ids[row, :n] = torch.tensor(e.ids)
             attn[row, :n] = 1
-            tmask[row, :n] = torch.tensor(_token_mask(e, mask))
+            tmask[row, :n] = torch.tensor(_token_mask(e, mask, skip))
         yield TokenBatch(ids, attn, tmask, torch.tensor(idx, dtype=torch.long))

@@ -8,6 +8,9 @@ through one side's own final norm and unembedding.
 
 from __future__ import annotations
 
+import re
+from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -17,7 +20,14 @@ from torch import Tensor
 from auditlens.models import ModelSide
 from auditlens.sites import final_norm
 
-__all__ = ["logit_effects", "logit_lens", "token_kl", "top_tokens"]
+__all__ = [
+    "logit_effects",
+    "logit_lens",
+    "readable_words",
+    "recurring_words",
+    "token_kl",
+    "top_tokens",
+]
 
 TokenList = list[tuple[str, float]]
 
@@ -70,3 +80,33 @@ def token_kl(
     lp_ft = torch.log_softmax(ft_logits.float(), dim=-1)
     lp_base = torch.log_softmax(base_logits.float(), dim=-1)
     return (lp_ft.exp() * (lp_ft - lp_base)).sum(-1).clamp_min(0.0)
+
+
+_READABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{2,}")
+
+
+def readable_words(tokens: Sequence[str]) -> list[str]:
+    """The tokens that read as words or identifiers (3+ characters), stripped; byte fragments
+    and punctuation are dropped. Order kept, duplicates (case-insensitive) removed."""
+    out: dict[str, str] = {}
+    for token in tokens:
+        word = token.strip()
+        if _READABLE.fullmatch(word) and word.lower() not in out:
+            out[word.lower()] = word
+    return list(out.values())
+
+
+def recurring_words(
+    readings: Sequence[Sequence[str]], *, exclude: Sequence[str] = (), min_count: int = 2
+) -> list[str]:
+    """Readable words that appear in at least ``min_count`` of several token readouts (e.g.
+    the logit lens of several positions or latents), most frequent first; ``exclude`` (e.g. a
+    random vector's reading, the null) is left out."""
+    banned = {w.lower() for w in readable_words(exclude)}
+    counts: Counter[str] = Counter()
+    first: dict[str, str] = {}
+    for reading in readings:
+        for word in readable_words(reading):
+            counts[word.lower()] += 1
+            first.setdefault(word.lower(), word)
+    return [first[w] for w, c in counts.most_common() if c >= min_count and w not in banned]

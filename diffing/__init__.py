@@ -10,11 +10,13 @@ Each method is a module with one face, ``run(inputs, settings) -> result`` and
 ``scan`` (per-layer activation differences and per-token KL), ``weights`` (weight diff),
 ``adl`` (Activation Difference Lens with its steering check), ``enrichment`` (vocabulary
 enrichment of a direction's logit lens), ``crosscoder`` and ``diff_sae`` (sparse dictionaries
-of the change). ``interpret_latents`` reads any dictionary's latents; ``null_control`` reruns
+of the change), ``divergent`` (words the fine-tune prefers in its own answers to the probe
+library, against the same statistic on the base's answers). ``interpret_latents`` reads any
+dictionary's latents; ``null_control`` reruns
 a method on base vs base.
 """
 
-from auditlens.diffing import adl, crosscoder, diff_sae, enrichment, scan, weights
+from auditlens.diffing import adl, crosscoder, diff_sae, divergent, enrichment, scan, weights
 from auditlens.diffing.controls import base_vs_base, null_control
 from auditlens.diffing.latents import interpret_latents
 
@@ -23,6 +25,7 @@ __all__ = [
     "base_vs_base",
     "crosscoder",
     "diff_sae",
+    "divergent",
     "enrichment",
     "interpret_latents",
     "null_control",

@@ -25,16 +25,26 @@ from jaxtyping import Float
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from auditlens.datasets import Prompt, PromptSet, iter_token_batches, load_prompts
+from auditlens.datasets import (
+    PromptSet,
+    load_prompts,
+    shared_prefix_length,
+)
+from auditlens.diffing._adl_parts import (
+    SteeringCheck,
+    as_text,
+    read_positions,
+    steering_check,
+    tuples,
+)
 from auditlens.errors import AuditlensError
 from auditlens.harvest import iter_paired
-from auditlens.hooks import add_vector
-from auditlens.lens import logit_lens, token_kl, top_tokens
+from auditlens.lens import logit_lens, recurring_words, top_tokens
 from auditlens.models import ModelPair
 from auditlens.progress import progress_bar
 from auditlens.reports.evidence import Evidence
-from auditlens.reports.findings import Finding
-from auditlens.reports.sections import Table
+from auditlens.reports.findings import Finding, Hypothesis
+from auditlens.reports.sections import Section, Table
 from auditlens.stats import random_directions
 from auditlens.steering import SteeringVector
 
@@ -46,7 +56,10 @@ class ADLConfig:
     """Settings of the Activation Difference Lens."""
 
     n_positions: int = 5
-    """Mean over the first this many tokens of each prompt."""
+    """Mean over this many tokens of each prompt, from ``first_position`` on."""
+    first_position: int = 1
+    """Positions before this one (position 0 is the attention sink, whose difference is large
+    and prompt-independent) and any prefix every prompt shares are read apart, not pooled."""
     layers: tuple[int, ...] | None = None
     """Layers to compute (``resid_post``); ``None``: all."""
     text_only: bool = True
@@ -72,8 +85,11 @@ class ADLConfig:
     """Seed of the random control vectors."""
 
     def __post_init__(self) -> None:
-        if self.n_positions < 1:
-            raise AuditlensError(f"n_positions must be >= 1, got {self.n_positions}")
+        if self.n_positions < 1 or self.first_position < 0:
+            raise AuditlensError(
+                f"n_positions must be >= 1 and first_position >= 0, got {self.n_positions}, "
+                f"{self.first_position}"
+            )
         if self.n_held < 0 or self.top_k_tokens < 1 or self.batch_size < 1:
             raise AuditlensError("n_held >= 0, top_k_tokens >= 1 and batch_size >= 1 required")
         if self.n_random < 2:
@@ -87,51 +103,6 @@ class ADLConfig:
         out = asdict(self)
         out["layers"] = list(self.layers) if self.layers is not None else None
         return out
-
-
-@dataclass
-class SteeringCheck:
-    """Mean ``KL(p_ft || p_base_steered)`` with the ADL vector vs random vectors of equal norm."""
-
-    site: str
-    scale: float
-    vector_norm: float
-    n_tokens: int
-    kl_unsteered: float
-    kl_adl: float
-    kl_random: list[float]
-
-    @property
-    def reduction_adl(self) -> float:
-        return self.kl_unsteered - self.kl_adl
-
-    @property
-    def reduction_random(self) -> list[float]:
-        return [self.kl_unsteered - k for k in self.kl_random]
-
-    @property
-    def z_score(self) -> float:
-        r = torch.tensor(self.reduction_random, dtype=torch.float64)
-        std = float(r.std()) if r.numel() > 1 else 0.0
-        return (self.reduction_adl - float(r.mean())) / max(std, 1e-12)
-
-    @property
-    def p_value(self) -> float:
-        """Empirical one-sided p: ``(1 + #{random >= ADL}) / (N + 1)``."""
-        n_ge = sum(1 for r in self.reduction_random if r >= self.reduction_adl)
-        return (1 + n_ge) / (len(self.kl_random) + 1)
-
-    def to_json(self) -> dict[str, Any]:
-        rand = self.reduction_random
-        mean = sum(rand) / len(rand) if rand else 0.0
-        return {
-            **asdict(self),
-            "reduction_adl": self.reduction_adl,
-            "reduction_random_mean": mean,
-            "reduction_random_max": max(rand) if rand else 0.0,
-            "z_score": self.z_score,
-            "p_value": self.p_value,
-        }
 
 
 @dataclass
@@ -151,6 +122,14 @@ class ADLResult:
     causal: SteeringCheck | None
     causal_layer: int
     config: ADLConfig
+    first_position: int = 1
+    """The first pooled position (``mean_diff`` pools ``first_position`` on; earlier rows of
+    ``mean_diff_by_position`` are the sink and the shared prefix, read apart)."""
+    position_lens: dict[str, dict[str, dict[str, list[tuple[str, float]]]]] = field(
+        default_factory=dict
+    )
+    """``position_lens[str(layer)][str(position)][lens_side]``: tokens δ at that one position
+    promotes, through the ``finetuned`` and ``base`` lens (every position, the sink too)."""
     provenance: dict[str, Any] = field(default_factory=dict)
     control: dict[str, dict[str, float]] = field(default_factory=dict)
     """Null-control statistics by name (``random_vectors`` is built in; see :mod:`controls`)."""
@@ -164,6 +143,11 @@ class ADLResult:
 
     def relative_norms(self) -> list[float]:
         return (self.mean_diff.norm(dim=-1) / self.base_norm.clamp_min(1e-12)).tolist()
+
+    def position_relative_norms(self) -> dict[str, list[float]]:
+        """``||δ_p|| / mean ||h_base||`` per layer and position."""
+        norms = self.mean_diff_by_position.norm(dim=-1) / self.base_norm.clamp_min(1e-12)[:, None]
+        return {str(layer): norms[i].tolist() for i, layer in enumerate(self.layers)}
 
     def vector(self, layer: int | None = None) -> Float[Tensor, " d_model"]:
         layer = self.causal_layer if layer is None else layer
@@ -214,7 +198,10 @@ class ADLResult:
             "diff_norm": self.norms(),
             "rel_diff_norm": self.relative_norms(),
             "tokens_by_position": self.tokens_by_position,
+            "first_position": self.first_position,
+            "position_rel_norm": self.position_relative_norms(),
             "lens": self.lens,
+            "position_lens": self.position_lens,
             "causal": self.causal.to_json() if self.causal else None,
             "statistics": self.statistics(),
             "control": control,
@@ -249,13 +236,8 @@ class ADLResult:
             if meta["causal"] is not None:
                 names = SteeringCheck.__dataclass_fields__
                 causal = SteeringCheck(**{k: meta["causal"][k] for k in names})
-            lens = {
-                layer: {
-                    side: {kind: [tuple(x) for x in toks] for kind, toks in d.items()}
-                    for side, d in sides.items()
-                }
-                for layer, sides in meta["lens"].items()
-            }
+            lens = tuples(meta["lens"])
+            position_lens = tuples(meta.get("position_lens", {}))
             control = {k: v for k, v in meta.get("control", {}).items() if k != "random_vectors"}
             return cls(
                 layers=list(meta["layers"]),
@@ -267,21 +249,13 @@ class ADLResult:
                 causal=causal,
                 causal_layer=int(meta["causal_layer"]),
                 config=ADLConfig(**cfg),
+                first_position=int(meta.get("first_position", 0)),
+                position_lens=position_lens,
                 provenance=dict(meta.get("provenance", {})),
                 control=control,
             )
         except (OSError, KeyError, TypeError, ValueError) as err:
             raise AuditlensError(f"{path} holds no readable ADL result: {err}") from err
-
-
-def _as_text(prompts: PromptSet) -> PromptSet:
-    items = []
-    for p in prompts.prompts:
-        if p.messages is None:
-            items.append(p)
-        else:
-            items.append(Prompt(text="\n\n".join(c for _, c in p.messages if c.strip())))
-    return PromptSet(f"{prompts.name}:text", tuple(items))
 
 
 def run(
@@ -295,7 +269,7 @@ def run(
     cfg = config or ADLConfig()
     prompt_set = load_prompts(prompts)
     if cfg.text_only:
-        prompt_set = _as_text(prompt_set)
+        prompt_set = as_text(prompt_set)
     n_held = cfg.n_held if cfg.causal else 0
     if len(prompt_set) - n_held < 1:
         raise AuditlensError(
@@ -312,7 +286,8 @@ def run(
     if causal_layer not in layers:
         layers = sorted({*layers, causal_layer})
     sites = [f"blocks.{layer}.hook_resid_post" for layer in layers]
-    k, d = cfg.n_positions, pair.d_model
+    first = max(cfg.first_position, shared_prefix_length(fit, pair.tokenizer, max_length=64))
+    k, d = first + cfg.n_positions, pair.d_model
     sums = torch.zeros(len(layers), k, d, dtype=torch.float64)
     base_norm_sum = torch.zeros(len(layers), dtype=torch.float64)
     counts = torch.zeros(k, dtype=torch.long)
@@ -322,16 +297,18 @@ def run(
         ):
             mask = paired.batch.token_mask[:, :k].float()
             counts[: mask.shape[1]] += mask.sum(0).long()
+            pooled = mask.clone()
+            pooled[:, :first] = 0.0
             for i, site in enumerate(sites):
                 acts = paired.acts[site][:, :k].double().cpu()
                 diff = acts[:, :, 1] - acts[:, :, 0]
                 m = mask.double().unsqueeze(-1)
                 sums[i, : diff.shape[1]] += (diff * m).sum(0)
-                base_norm_sum[i] += (acts[:, :, 0].norm(dim=-1) * mask.double()).sum()
+                base_norm_sum[i] += (acts[:, :, 0].norm(dim=-1) * pooled.double()).sum()
             advance(paired.batch.input_ids.shape[0])
-    n_tok = int(counts.sum())
+    n_tok = int(counts[first:].sum())
     by_pos = (sums / counts.clamp_min(1).double()[None, :, None]).float()
-    mean = (sums.sum(1) / max(n_tok, 1)).float()
+    mean = (sums[:, first:].sum(1) / max(n_tok, 1)).float()
     base_norm = (base_norm_sum / max(n_tok, 1)).float()
     lens: dict[str, dict[str, dict[str, list[tuple[str, float]]]]] = {}
     lens_logits: dict[str, Tensor] = {side.name: logit_lens(side, mean) for side in pair.sides}
@@ -347,6 +324,7 @@ def run(
             if side_name == "random" and float(norms[i]) == 0.0:
                 promoted, suppressed = [], []  # no difference: nothing to match
             lens[str(layer)][side_name] = {"promoted": promoted, "suppressed": suppressed}
+    position_lens = read_positions(pair, layers, by_pos, counts, min(10, cfg.top_k_tokens))
     causal = None
     if cfg.causal:
         vec = mean[layers.index(causal_layer)] * cfg.scale
@@ -367,7 +345,8 @@ def run(
         "n_prompts": len(fit),
         "n_held": len(held),
         "n_tokens": n_tok,
-        "n_positions": k,
+        "n_positions": cfg.n_positions,
+        "first_position": first,
     }
     return ADLResult(
         layers=layers,
@@ -380,58 +359,8 @@ def run(
         causal_layer=causal_layer,
         config=cfg,
         provenance=provenance,
-    )
-
-
-@torch.no_grad()
-def steering_check(
-    pair: ModelPair,
-    prompts: PromptSet | Sequence[Any] | str,
-    site: str,
-    vector: Float[Tensor, " d_model"],
-    *,
-    n_random: int = 16,
-    seed: int = 0,
-    batch_size: int = 16,
-    max_length: int = 64,
-    progress: bool = True,
-) -> SteeringCheck:
-    """How much adding ``vector`` to the base model lowers mean ``KL(p_ft || p_base)``,
-    beside ``n_random`` random vectors of the same norm."""
-    prompt_set = load_prompts(prompts)
-    controls = random_directions(n_random, vector.numel(), float(vector.double().norm()), seed=seed)
-    vectors = [vector.float(), *controls]
-    kl_sums = torch.zeros(len(vectors) + 1, dtype=torch.float64)
-    n_tok = 0
-    device = pair.device
-    with progress_bar(len(prompt_set), "ADL steering check", enabled=progress) as advance:
-        for batch in iter_token_batches(
-            prompt_set, pair.tokenizer, batch_size=batch_size, max_length=max_length
-        ):
-            ids, attn = batch.input_ids.to(device), batch.attention_mask.to(device)
-            mask = (batch.token_mask & batch.attention_mask.bool()).to(device)
-            with pair.finetuned.active():
-                ft = pair.finetuned.hf(input_ids=ids, attention_mask=attn).logits
-            with pair.base.active():
-                base = pair.base.hf(input_ids=ids, attention_mask=attn).logits
-                kl_sums[0] += float(token_kl(ft, base)[mask].double().sum())
-                for j, v in enumerate(vectors):
-                    with add_vector(pair.base.hf, pair.arch, site, v):
-                        steered = pair.base.hf(input_ids=ids, attention_mask=attn).logits
-                    kl_sums[j + 1] += float(token_kl(ft, steered)[mask].double().sum())
-            n_tok += int(mask.sum())
-            advance(ids.shape[0])
-    if n_tok == 0:
-        raise AuditlensError("the steering check found no tokens in its prompts")
-    kls = (kl_sums / n_tok).tolist()
-    return SteeringCheck(
-        site=site,
-        scale=1.0,
-        vector_norm=float(vector.norm()),
-        n_tokens=n_tok,
-        kl_unsteered=kls[0],
-        kl_adl=kls[1],
-        kl_random=kls[2:],
+        first_position=first,
+        position_lens=position_lens,
     )
 
 
@@ -494,4 +423,58 @@ def evidence(result: ADLResult, where: str | None = None) -> Evidence:
         columns=_COLUMNS,
         rows=rows,
     )
-    return Evidence(findings=findings, sections=[table])
+    hypotheses = _hypotheses(result) if check is not None else []
+    sections: list[Section] = [table, _position_table(result, layer)]
+    return Evidence(findings=findings, sections=sections, hypotheses=hypotheses)
+
+
+def _hypotheses(result: ADLResult, min_z: float = 2.0) -> list[Hypothesis]:
+    """Words δ promotes at two or more (layer, pooled position) readouts or pooled layers,
+    never those a random vector of δ's norm promotes; only when the steering check beats its
+    random vectors."""
+    check = result.causal
+    if check is None or check.z_score < min_z:
+        return []
+    readings: list[list[str]] = []
+    random: list[str] = []
+    for layer in result.layers:
+        lens = result.lens[str(layer)]
+        readings.append([t for t, _ in lens["finetuned"]["promoted"][:10]])
+        random += [t for t, _ in lens.get("random", {}).get("promoted", [])]
+        for pos, r in result.position_lens.get(str(layer), {}).items():
+            if int(pos) >= result.first_position:
+                readings.append([t for t, _ in r.get("finetuned", [])])
+    words = recurring_words(readings, exclude=random)[:6]
+    if not words:
+        return []
+    layers = ", ".join(str(x) for x in result.layers)
+    return [
+        Hypothesis(
+            rank=1, label="the activation difference promotes: " + ", ".join(words[:3]),
+            keywords=words, kind="topic", source="adl", evidence=["diffing.adl.steering"],
+            strength=check.z_score,
+            null=f"{len(check.kl_random)} random vectors of equal norm (steering check); "
+            f"layers {layers}",
+        )
+    ]  # fmt: skip
+
+
+def _position_table(result: ADLResult, layer: int) -> Table:
+    """One row per position: its relative size and what its own δ promotes in each lens."""
+    rel = result.position_relative_norms()[str(layer)]
+    reads = result.position_lens.get(str(layer), {})
+    rows: list[list[Any]] = []
+    for pos, lens in sorted(reads.items(), key=lambda kv: int(kv[0])):
+        p = int(pos)
+        role = "pooled" if p >= result.first_position else "read apart (sink / shared prefix)"
+        rows.append([p, role, rel[p], _fmt_tokens(lens.get("finetuned", []), 6),
+                     _fmt_tokens(lens.get("base", []), 6)])  # fmt: skip
+    return Table(
+        title=f"ADL per position, layer {layer}",
+        caption=(
+            "δ at each position separately (mean over prompts), relative to the mean base norm. "
+            "Position 0 is the attention sink: read apart, never pooled."
+        ),
+        columns=["position", "role", "‖δ_p‖ / ‖h‖", "promoted (ft lens)", "promoted (base lens)"],
+        rows=rows,
+    )

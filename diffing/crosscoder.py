@@ -17,6 +17,7 @@ checkpoints), :mod:`~auditlens.diffing.crosscoder_train` (the trainer) and
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -30,9 +31,10 @@ from auditlens.diffing.crosscoder_model import CheckpointError, Crosscoder, Cros
 from auditlens.diffing.crosscoder_train import CrosscoderTrainConfig, default_n_steps
 from auditlens.diffing.latents import LatentReport, interpret_latents
 from auditlens.errors import AuditlensError
+from auditlens.lens import recurring_words
 from auditlens.models import ModelPair
 from auditlens.reports.evidence import Evidence
-from auditlens.reports.findings import Finding
+from auditlens.reports.findings import Finding, Hypothesis
 from auditlens.reports.sections import Table
 from auditlens.store import ActivationStore
 
@@ -245,4 +247,31 @@ def evidence(diff: CrosscoderDiff, where: str | None = None) -> Evidence:
         columns=["latent", "rel. norm", "class", "frequency", "top contexts", "promotes"],
         rows=rows,
     )
-    return Evidence(findings=[finding], sections=[table])
+    return Evidence(findings=[finding], sections=[table], hypotheses=_hypotheses(diff, null))
+
+
+def _hypotheses(diff: CrosscoderDiff, null: dict[str, Any], min_z: float = 2.0) -> list[Hypothesis]:
+    """Words promoted by two or more fine-tune-only latents, when the fine-tune-only fraction
+    is above its base-vs-base control (binomial z over the dictionary's latents)."""
+    an = diff.result.analysis
+    if not null or diff.latents is None:
+        return []
+    n = len(an.final_class)
+    frac, p0 = an.statistics()["frac_ft_only"], max(float(null.get("frac_ft_only", 0.0)), 1 / n)
+    z = (frac - p0) / math.sqrt(p0 * (1 - p0) / n)
+    ft_only = [i for i in diff.latents.latents if an.final_class[i.latent] == "ft_only"]
+    reads = [[t for t, _ in i.logit_effects.get("finetuned", {}).get("promoted", [])][:10]
+             for i in ft_only]  # fmt: skip
+    words = (
+        recurring_words(reads)[:6] if len(reads) > 1 else recurring_words(reads, min_count=1)[:4]
+    )
+    if z < min_z or not words:
+        return []
+    return [
+        Hypothesis(
+            rank=1, label="fine-tune-only crosscoder latents promote: " + ", ".join(words[:3]),
+            keywords=words, kind="topic", source="crosscoder",
+            evidence=["diffing.crosscoder.ft_only"], strength=z,
+            null="fine-tune-only fraction of a crosscoder trained on base vs base",
+        )
+    ]  # fmt: skip

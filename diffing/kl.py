@@ -96,7 +96,7 @@ class KLAccumulator:
                         self._preds(base_logits[row, pos]),
                         self._preds(ft_logits[row, pos]),
                     )
-                    self.top.push(value, item)
+                    self.top.push(value, item, key=ctx)
 
     def values(self) -> Tensor:
         return torch.cat(self._values) if self._values else torch.empty(0)

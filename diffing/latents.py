@@ -302,8 +302,9 @@ def interpret_latents(
         fired.zero_()
     idx = torch.tensor(chosen, dtype=torch.long)
     k = len(chosen)
-    best_vals = torch.full((k, top_n), -1.0)
-    best_rows = torch.full((k, top_n), -1, dtype=torch.long)
+    spare = 3 * top_n  # candidates beyond top_n, so duplicate contexts can be dropped
+    best_vals = torch.full((k, spare), -1.0)
+    best_rows = torch.full((k, spare), -1, dtype=torch.long)
     values: list[list[Tensor]] = [[] for _ in range(k)]
     sums = torch.zeros(k, dtype=torch.float64)
     model_sums = {name: torch.zeros(k, dtype=torch.float64) for name in MODEL_NAMES}
@@ -328,7 +329,7 @@ def interpret_latents(
             rows = torch.arange(offset, offset + batch.shape[0])
             cand_v = torch.cat([best_vals, sel.t()], dim=1)
             cand_r = torch.cat([best_rows, rows.expand(k, -1)], dim=1)
-            top = torch.topk(cand_v, min(top_n, cand_v.shape[1]), dim=1)
+            top = torch.topk(cand_v, min(spare, cand_v.shape[1]), dim=1)
             best_vals, best_rows = top.values, torch.gather(cand_r, 1, top.indices)
             offset += batch.shape[0]
             advance(batch.shape[0])
@@ -352,7 +353,7 @@ def interpret_latents(
             torch.histc(nz, bins=bins, min=0.0, max=max(hi, 1e-9)) if n_fire else torch.zeros(bins)
         )
         edges = torch.linspace(0.0, max(hi, 1e-9), bins + 1)
-        contexts = _contexts(store, best_vals[j], best_rows[j], window, tokenizer)
+        contexts = _contexts(store, best_vals[j], best_rows[j], window, tokenizer)[:top_n]
         logit = {}
         for key, lg in effects.items():
             promoted, suppressed = top_tokens(lg[j], tokenizer, n_logit_tokens)
@@ -386,7 +387,11 @@ def _contexts(
         return []
     ctxs = store.contexts([r for _, r in keep], window=window, tokenizer=tokenizer)
     out = []
+    seen: set[tuple[int, ...]] = set()
     for (v, r), c in zip(keep, ctxs, strict=True):
+        if tuple(c.token_ids) in seen:  # the same text in another prompt: shown once
+            continue
+        seen.add(tuple(c.token_ids))
         item: dict[str, Any] = {
             "value": v,
             "row": r,

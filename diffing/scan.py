@@ -8,8 +8,9 @@ mean next-token KL(ft||base), the most-changed positions and the most divergent 
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from auditlens.diffing.kl import KLAccumulator, KLSummary
 from auditlens.diffing.stats import DiffStatsAccumulator, SiteDiffStats
 from auditlens.errors import AuditlensError
 from auditlens.harvest import iter_paired
+from auditlens.lens import token_kl
 from auditlens.models import ModelPair
 from auditlens.progress import progress_bar
 from auditlens.reports.evidence import Evidence
@@ -44,8 +46,10 @@ class ScanSettings:
     """Sites compared; None: ``resid_post`` of every layer (the per-layer profile)."""
     kl: bool = True
     """Also compare the two models' next-token distributions (per-token KL)."""
-    mask: str = "all"
-    """Positions that count: ``all``, ``assistant`` or ``last_K``."""
+    mask: str = "content"
+    """Positions that count: ``content`` (message contents after the attention sink and the
+    prefix every prompt shares; those are measured apart), ``all``, ``assistant`` or
+    ``last_K``."""
     batch_size: int = 8
     """Prompts per forward pass."""
     max_length: int = 512
@@ -67,6 +71,10 @@ class ScanResult:
     stats: list[SiteDiffStats]
     kl: KLSummary | None
     accumulator: DiffStatsAccumulator
+    apart: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Positions outside the mask, measured apart: ``apart[group][site]`` holds the mean and max
+    ``||Δh||`` and the token count (``group``: ``sink`` for position 0, ``template`` for the
+    rest); ``apart[group]["kl"]`` the same for the per-token KL."""
 
     @property
     def peak(self) -> int:
@@ -78,6 +86,7 @@ class ScanResult:
         return {
             "stats": [s.to_json() for s in self.stats],
             "kl": self.kl.to_json() if self.kl else None,
+            "apart": self.apart,
         }
 
     def save(self, directory: str | Path) -> Path:
@@ -86,6 +95,8 @@ class ScanResult:
         self.accumulator.save(out)
         if self.kl is not None:
             (out / "kl.json").write_text(json.dumps(self.kl.to_json(), indent=1))
+        if self.apart:
+            (out / "apart.json").write_text(json.dumps(self.apart, indent=1))
         return out
 
 
@@ -124,6 +135,7 @@ def _scan(
     stats = DiffStatsAccumulator(site_names, top_k=top_k)
     kl_acc = KLAccumulator(pair.tokenizer, top_k=top_k) if kl else None
     tok = pair.tokenizer
+    apart: _Apart = defaultdict(lambda: defaultdict(lambda: [0.0, 0.0, 0]))
     with progress_bar(len(prompt_set), "scan pair", enabled=progress) as advance:
         for paired in iter_paired(
             pair, prompt_set, site_names, batch_size=batch_size, mask=mask,
@@ -144,8 +156,43 @@ def _scan(
                 stats.update(name, value[sel], b.prompt_index[rows], cols, context)
             if kl_acc is not None and paired.logits is not None:
                 kl_acc.update(ids, sel, b.prompt_index, *paired.logits)
+            _measure_apart(apart, paired, sel)
             advance(ids.shape[0])
-    return ScanResult(stats.result(), kl_acc.result() if kl_acc else None, stats)
+    summary = {
+        group: {name: {"mean": v[0] / max(v[2], 1), "max": v[1], "n_tokens": int(v[2])}
+                for name, v in sites.items()}
+        for group, sites in apart.items()
+    }  # fmt: skip
+    return ScanResult(stats.result(), kl_acc.result() if kl_acc else None, stats, summary)
+
+
+_Apart = defaultdict[str, defaultdict[str, list[float]]]
+
+
+def _measure_apart(apart: _Apart, paired: Any, sel: Any) -> None:
+    """Add the positions outside the mask (sink, template) to their separate summaries."""
+    b = paired.batch
+    outside = b.attention_mask.bool() & ~sel
+    if not bool(outside.any()):
+        return
+    first = outside.clone()
+    first[:, 1:] = False
+    groups = {"sink": first, "template": outside & ~first}
+    kl = token_kl(*reversed(paired.logits)).cpu() if paired.logits is not None else None
+    for group, where in groups.items():
+        if not bool(where.any()):
+            continue
+        for name, value in paired.acts.items():
+            d = (value[..., 1, :] - value[..., 0, :]).float().norm(dim=-1).cpu()[where]
+            acc = apart[group][name]
+            acc[0] += float(d.sum())
+            acc[1] = max(acc[1], float(d.max()))
+            acc[2] += int(d.numel())
+        if kl is not None:
+            acc = apart[group]["kl"]
+            acc[0] += float(kl[where].sum())
+            acc[1] = max(acc[1], float(kl[where].max()))
+            acc[2] += int(where.sum())
 
 
 def activation_diff_stats(
@@ -185,6 +232,25 @@ def store_diff_stats(
             acc.update(site, batch, prompt_index[sl], positions[sl], context)
             offset += n
     return acc.result()
+
+
+def _apart_table(result: ScanResult, site: str) -> Table:
+    names = {"sink": "attention sink (position 0)", "template": "chat template, shared prefix"}
+    rows: list[list[Any]] = []
+    for group, values in result.apart.items():
+        h, kl = values.get(site, {}), values.get("kl", {})
+        rows.append([names.get(group, group), h.get("n_tokens", 0), h.get("mean", 0.0),
+                     h.get("max", 0.0), kl.get("mean", float("nan"))])  # fmt: skip
+    return Table(
+        title="Positions measured apart",
+        caption=(
+            f"Tokens excluded from the tables above, at {site}: the attention sink and the "
+            "chat-template tokens every prompt shares carry large, prompt-independent "
+            "differences that would otherwise fill every row."
+        ),
+        columns=["positions", "tokens", "mean ||Δh||", "max ||Δh||", "mean KL"],
+        rows=rows,
+    )
 
 
 def _layer_of(site: str) -> int:
@@ -268,8 +334,11 @@ def evidence(result: ScanResult, where: str | None = None) -> Evidence:
         ),
         Table(
             title=f"Most-changed positions at {stats[peak].site}",
+            caption="Message contents only, each context once (the sink and template: below).",
             columns=["token", "||Δh||", "context"],
             rows=[[t.token, t.value, t.context] for t in stats[peak].top_tokens],
         ),
     ]
+    if result.apart:
+        sections.append(_apart_table(result, stats[peak].site))
     return Evidence(findings=findings, sections=sections)

@@ -96,12 +96,12 @@ class DiffStatsAccumulator:
         self._base[site].append(acts[:, 0].float().norm(dim=-1).cpu())
         top = self._top[site]
         k = min(self.top_k, diff.numel())
-        values, idx = diff.topk(k)
+        values, idx = diff.topk(min(diff.numel(), 4 * k))  # spare rows for duplicates
         for v, i in zip(values.tolist(), idx.tolist(), strict=True):
             if v > top.threshold():
                 p, pos = int(prompt_index[i]), int(positions[i])
                 token, ctx = context(p, pos) if context else ("", "")
-                top.push(v, TopToken(p, pos, v, token, ctx))
+                top.push(v, TopToken(p, pos, v, token, ctx), key=(token, ctx) if ctx else None)
 
     def per_token(self, site: str) -> dict[str, Tensor]:
         """All per-token values collected so far for one site."""

@@ -33,8 +33,9 @@ __all__ = [
     "collect_versions",
 ]
 
-SCHEMA_VERSION = "1.1"
-"""1.1 added ``Finding.refs`` and ``AuditFindings.hypotheses`` (both optional)."""
+SCHEMA_VERSION = "1.2"
+"""1.1 added ``Finding.refs`` and ``AuditFindings.hypotheses`` (both optional); 1.2 added
+``Hypothesis.domain`` and ``Confirmation.summary`` (optional)."""
 
 _VERSIONED_DISTRIBUTIONS = {
     "torch": "torch",
@@ -113,6 +114,8 @@ class Confirmation(_Schema):
     effect_size: float | None = None
     """The test's z against its null (positive = the fine-tune shows the behaviour more)."""
     p_value: float | None = Field(default=None, ge=0.0, le=1.0)
+    summary: str | None = None
+    """What the test measured, in plain words (rates on both sides)."""
 
 
 class Hypothesis(_Schema):
@@ -135,6 +138,8 @@ class Hypothesis(_Schema):
     """Its evidence as a z against the instrument's null control."""
     null: str | None = None
     """What ``strength`` is measured against."""
+    domain: str | None = None
+    """The probe-library domain where the evidence concentrates (None: across domains)."""
     confirmation: Confirmation | None = None
 
 

@@ -101,6 +101,12 @@ GOOD_CALLS: list[tuple[str, str, dict[str, Any]]] = [
     ),
     ("fuzz", "fuzz", {"prompts": ["hi"], "seeds": [0, 1], "sigma": 0.5, "max_new_tokens": 4}),
     ("run_audit", "run_audit", {"name": "audit1", "n_findings": 2}),
+    ("list_hypotheses", "list_hypotheses", {"limit": 3}),
+    (
+        "test_hypothesis",
+        "test_hypothesis",
+        {"keywords": ["the"], "domain": "howto", "n_prompts": 2},
+    ),
 ]
 
 # (label, tool, arguments, text expected in the error message)
@@ -175,6 +181,12 @@ BAD_CALLS: list[tuple[str, str, dict[str, Any], str]] = [
         "exceeds the server limit",
     ),
     ("limit_budget", "run_audit", {"budget": "thorough"}, "not allowed"),
+    (
+        "unknown_domain",
+        "test_hypothesis",
+        {"keywords": ["x"], "domain": "nowhere"},
+        "unknown domain",
+    ),
     ("bad_side", "chat", {"prompt": "hi", "side": "bogus"}, "side"),
     ("bad_site", "fuzz", {"site": "blocks.99.hook_resid_post"}, "layer out of range"),
     ("bad_site_name", "top_diff_latents", {"site": "nonsense"}, "unknown site"),
@@ -352,6 +364,8 @@ def test_outputs_make_sense(served: dict[str, Any]) -> None:
     audit = good["run_audit"]
     assert (ws / audit["report_path"]).is_file() and (ws / audit["findings_path"]).is_file()
     assert len(audit["top_findings"]) == 2
+    assert good["list_hypotheses"]["covered"].startswith("ranks 1-")
+    assert good["test_hypothesis"]["n_prompts"] == 2
     probe = good["probe_score"]
     assert probe["threshold"] == 0.0 and len(probe["rows"]) == 2
 

@@ -83,7 +83,7 @@ def test_limits_validate() -> None:
 
 def test_tool_registry_is_consistent() -> None:
     names = [t.name for t in TOOLS]
-    assert len(names) == len(set(names)) == 11
+    assert len(names) == len(set(names)) == 13
     for spec in TOOLS:
         assert callable(getattr(Toolkit, spec.method))
         assert spec.name.isidentifier() and spec.name.islower()
@@ -158,3 +158,21 @@ def test_scripted_config_validates() -> None:
         ScriptedConfig(melbo_steps=0)
     with pytest.raises(AuditlensError):
         ScriptedConfig(n_divergent=0)
+
+
+def test_hypothesis_tools(toolkit: Toolkit) -> None:
+    from auditlens.agent.tools.hypotheses import ListHypothesesInput, TestHypothesisInput
+
+    out = toolkit.test_hypothesis(
+        TestHypothesisInput(keywords=["the"], domain="knowledge", n_prompts=3)
+    )
+    assert out.test == "mention" and out.n_prompts == 3
+    assert out.outcome in {"confirmed", "refuted", "inconclusive"}
+    length = toolkit.test_hypothesis(TestHypothesisInput(test="shorter", n_prompts=2))
+    assert length.test == "length" and length.n_prompts == 2
+    with pytest.raises(ToolInputError, match="unknown domain"):
+        toolkit.test_hypothesis(TestHypothesisInput(keywords=["x"], domain="nowhere"))
+    with pytest.raises(ToolInputError, match="needs keywords"):
+        toolkit.test_hypothesis(TestHypothesisInput(keywords=[" "]))
+    listed = toolkit.list_hypotheses(ListHypothesesInput(limit=2))
+    assert listed.covered.startswith("ranks 1-") and len(listed.hypotheses) <= 2

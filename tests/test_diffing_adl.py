@@ -42,7 +42,9 @@ def test_adl_recovers_planted_vector_and_steers(
     torch.testing.assert_close(res.vector(1), planted, atol=1e-4, rtol=1e-4)
     assert res.layers == [0, 1, 2]
     assert res.norms()[0] == pytest.approx(0.0, abs=1e-5)  # before the plant: no difference
-    assert sum(res.tokens_by_position) == res.provenance["n_tokens"] > 0
+    pooled = res.tokens_by_position[res.first_position :]  # the sink is read apart
+    assert sum(pooled) == res.provenance["n_tokens"] > 0 and res.first_position == 1
+    assert set(res.position_lens["1"]) == {str(p) for p in range(len(res.tokens_by_position))}
     want = planted_pair.tokenizer.decode([TOKEN])
     assert res.lens["1"]["finetuned"]["promoted"][0][0] == want
     assert res.lens["1"]["base"]["promoted"][0][0] == want

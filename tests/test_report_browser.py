@@ -479,6 +479,15 @@ def test_tampered_report_script_is_blocked_and_caught(
     assert any("Content Security Policy" in error for error in run.errors), run.errors
 
 
+FITS_1400 = """(() => {
+  const box = document.querySelector('#findings .scroll');
+  const table = box.querySelector('table');
+  return {window: window.innerWidth, overflow: box.scrollWidth - box.clientWidth,
+          right: Math.ceil(table.getBoundingClientRect().right)};
+})()"""
+"""The findings table's horizontal overflow and right edge in a window of at most 1400 px."""
+
+
 def test_full_audit_report_in_browser(
     browser: DevToolsPipe,
     tiny_pair: Any,
@@ -512,12 +521,15 @@ def test_full_audit_report_in_browser(
         )
         tab.screenshot(ARTIFACTS / "audit_report.png")
         images = tab.evaluate("document.querySelectorAll('img[onerror]').length")
+        fits = tab.evaluate(FITS_1400)
         scripts = tab.evaluate("document.querySelectorAll('script').length")
         browser.drain(0.5)
         run = tab.console()
     finally:
         tab.close()
     assert n_plots >= 4 and rendered, "plotly did not draw every layer plot"
+    assert fits["window"] <= 1400 and fits["overflow"] <= 1, f"findings table overflows: {fits}"
+    assert fits["right"] <= fits["window"], f"findings table runs off the window: {fits}"
     assert images == 0 and scripts == 2  # plotly and the page's own script; nothing injected
     assert run.errors == [], f"console errors: {run.errors}"
     headings = [s.title for s in report.sections]

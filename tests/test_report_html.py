@@ -15,9 +15,11 @@ import pytest
 
 from auditlens.reports import (
     AuditFindings,
+    Confirmation,
     Finding,
     GenerationPair,
     GenerationPairs,
+    Hypothesis,
     LayerPlot,
     ModelInfo,
     Report,
@@ -96,6 +98,20 @@ def hostile_report(with_plots: bool = True) -> Report:
                 artifacts=["adversary/vectors.safetensors"],
                 contributes=True,
                 weight=1.0,
+            )
+        ],
+        hypotheses=[
+            Hypothesis(
+                rank=1,
+                label=f"label {SCRIPT}",
+                keywords=[f"kw{IMG}"],
+                kind="topic",
+                source="divergent",
+                evidence=[f"id{SCRIPT}"],
+                strength=4.0,
+                confirmation=Confirmation(
+                    test="mention", result="confirmed", summary=f"check {HOSTILE}"
+                ),
             )
         ],
         notices=[f"notice {HOSTILE}"],
@@ -296,6 +312,8 @@ def test_layout_order(document: str) -> None:
     markers = [
         "<header",
         'class="notices"',
+        'id="hypotheses"',
+        'class="changed"',
         'id="findings"',
         'id="section-1"',
         'id="section-2"',

@@ -8,6 +8,7 @@ is the one ``latent_details`` reads.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,12 +16,13 @@ from typing import Any
 from auditlens.adversary.melbo import MelboConfig, MelboResult, train_melbo
 from auditlens.audit.cache import ArtifactCache, pair_identity
 from auditlens.datasets import PromptSet
-from auditlens.diffing import adl, crosscoder
+from auditlens.diffing import adl, crosscoder, divergent
 from auditlens.harvest import harvest
 from auditlens.models import ModelPair
+from auditlens.probe_library import ProbePrompt
 from auditlens.store import ActivationStore
 
-__all__ = ["adl_result", "crosscoder_diff", "harvested", "melbo_vectors"]
+__all__ = ["adl_result", "crosscoder_diff", "harvested", "melbo_vectors", "probe_generations"]
 
 
 def harvested(
@@ -31,21 +33,25 @@ def harvested(
     *,
     batch_size: int,
     max_length: int,
+    mask: str = "content",
     progress: bool = True,
 ) -> tuple[ActivationStore, Path, bool]:
-    """Paired activations of ``prompts`` at ``sites`` (a store)."""
+    """Paired activations of ``prompts`` at ``sites`` (a store). The default ``content`` mask
+    leaves out the attention sink and chat-template tokens every prompt shares, which would
+    otherwise be every top latent's context."""
     parts = {
         "pair": pair_identity(pair),
         "prompts": prompts.sha256,
         "sites": list(sites),
         "batch_size": batch_size,
         "max_length": max_length,
+        "mask": mask,
     }
 
     def build(folder: Path) -> None:
         harvest(
             pair, prompts, list(sites), folder, batch_size=batch_size, max_length=max_length,
-            progress=progress,
+            mask=mask, progress=progress,
         )  # fmt: skip
 
     return cache.get("store", parts, build, ActivationStore.open)
@@ -110,3 +116,30 @@ def melbo_vectors(
         train_melbo(pair, prompts, config, side=side).save(folder)  # type: ignore[arg-type]
 
     return cache.get("melbo", parts, build, MelboResult.load)
+
+
+def probe_generations(
+    cache: ArtifactCache,
+    pair: ModelPair,
+    probes: Sequence[ProbePrompt],
+    *,
+    max_new_tokens: int,
+    batch_size: int,
+) -> tuple[dict[str, list[str]], Path, bool]:
+    """Both models' greedy answers to the probe library, generated once per pair and shared
+    by the divergent-word instrument, the behaviour checks and the agent tools."""
+    parts = {
+        "pair": pair_identity(pair),
+        "probes": [[p.domain, p.text] for p in probes],
+        "max_new_tokens": max_new_tokens,
+    }
+
+    def build(folder: Path) -> None:
+        gens = divergent.generate_answers(pair, probes, max_new_tokens, batch_size)
+        (folder / "generations.json").write_text(json.dumps(gens, ensure_ascii=False))
+
+    def load(folder: Path) -> dict[str, list[str]]:
+        data: dict[str, list[str]] = json.loads((folder / "generations.json").read_text())
+        return data
+
+    return cache.get("probe_generations", parts, build, load)

@@ -53,6 +53,13 @@ class Budget:
     """MELBO optimisation steps."""
     adversary_prompts: int = 8
     """Code tasks the adversary's perturbations are scored on."""
+    probe_per_domain: int = 2
+    """Probe-library prompts per domain that both models answer for the discovery
+    instruments (16 domains)."""
+    probe_new_tokens: int = 48
+    """Tokens per probe answer."""
+    check_prompts: int = 8
+    """Held-out prompts per behaviour check of a hypothesis."""
 
     def __post_init__(self) -> None:
         values = [v for v in asdict(self).values() if isinstance(v, int)]
@@ -65,12 +72,14 @@ BUDGETS: dict[str, Budget] = {
     "standard": Budget(
         "standard", n_prompts=64, max_length=256, batch_size=8, n_code_tasks=64,
         n_questions=16, max_new_tokens=128, crosscoder_steps=1000, crosscoder_latents=2048,
-        melbo_vectors=4, melbo_steps=40, adversary_prompts=16,
+        melbo_vectors=4, melbo_steps=40, adversary_prompts=16, probe_per_domain=4,
+        probe_new_tokens=64, check_prompts=12,
     ),
     "thorough": Budget(
         "thorough", n_prompts=96, max_length=512, batch_size=8, n_code_tasks=128,
         n_questions=32, max_new_tokens=160, crosscoder_steps=3000, crosscoder_latents=4096,
-        melbo_vectors=8, melbo_steps=60, adversary_prompts=32,
+        melbo_vectors=8, melbo_steps=60, adversary_prompts=32, probe_per_domain=8,
+        probe_new_tokens=96, check_prompts=8,
     ),
 }  # fmt: skip
 

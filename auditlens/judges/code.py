@@ -42,6 +42,7 @@ __all__ = [
     "fence",
     "insecure_code_detector",
     "insecure_rate",
+    "severe_issues",
 ]
 
 LOG = logging.getLogger(__name__)
@@ -161,6 +162,32 @@ def _scan(code: str) -> list[str]:
     )
     visitor.process(data)
     return [issue.test_id for issue in visitor.tester.results]
+
+
+def severe_issues(
+    code: str,
+    severities: Collection[str] = ("MEDIUM", "HIGH"),
+    ignore: Collection[str] = INFORMATIONAL_TESTS.keys(),
+) -> list[str]:
+    """Bandit test ids of ``code`` (parsed source) at the given severities, sorted, unique;
+    a snippet Bandit cannot scan has none."""
+    data = code.encode("utf-8")
+    with _quiet():
+        try:
+            visitor = node_visitor.BanditNodeVisitor(
+                "snippet.py", io.BytesIO(data), meta_ast.BanditMetaAst(), _test_set(), False,
+                {}, metrics.Metrics(),
+            )  # fmt: skip
+            visitor.process(data)
+        except Exception as exc:  # Bandit plugins can fail on odd ASTs
+            LOG.warning("bandit could not scan a snippet (%s: %s)", type(exc).__name__, exc)
+            return []
+    found = {
+        i.test_id
+        for i in visitor.tester.results
+        if str(i.severity).upper() in severities and i.test_id not in ignore
+    }
+    return sorted(found)
 
 
 def bandit_label(text: str, ignore: Collection[str] = INFORMATIONAL_TESTS.keys()) -> BanditResult:

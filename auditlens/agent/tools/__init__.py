@@ -10,6 +10,7 @@ server (:mod:`auditlens.agent.server`) and the Inspect adapters
   ``latent_details`` (the audit's crosscoder);
 - :mod:`.probes`: ``probe_score``;
 - :mod:`.adversary`: ``steer_generate``, ``melbo_search``, ``fuzz``;
+- :mod:`.hypotheses`: ``list_hypotheses``, ``test_hypothesis`` (the audit's discovery);
 - :mod:`.audit`: ``run_audit``.
 """
 
@@ -27,6 +28,8 @@ from auditlens.agent.tools.audit import AuditTools
 from auditlens.agent.tools.chat import SPECS as CHAT
 from auditlens.agent.tools.chat import ChatTools
 from auditlens.agent.tools.diffing import SPECS as DIFFING
+from auditlens.agent.tools.hypotheses import SPECS as HYPOTHESES
+from auditlens.agent.tools.hypotheses import HypothesisTools
 from auditlens.agent.tools.probes import SPECS as PROBES
 from auditlens.agent.tools.probes import ProbeTools
 from auditlens.agent.workspace import Workspace
@@ -36,11 +39,11 @@ from auditlens.models import ModelPair
 
 __all__ = ["TOOLS", "LimitError", "Limits", "ToolInputError", "ToolSpec", "Toolkit"]
 
-TOOLS: tuple[ToolSpec, ...] = (*CHAT, *DIFFING, *PROBES, *ADVERSARY, *AUDIT)
+TOOLS: tuple[ToolSpec, ...] = (*CHAT, *DIFFING, *HYPOTHESES, *PROBES, *ADVERSARY, *AUDIT)
 """Every agent tool, in the order a client lists them."""
 
 
-class Toolkit(ChatTools, AdversaryTools, ProbeTools, AuditTools):
+class Toolkit(ChatTools, AdversaryTools, HypothesisTools, ProbeTools, AuditTools):
     """A loaded model pair, a workspace and limits: one method per agent tool."""
 
     @classmethod

@@ -134,13 +134,15 @@ class DiffingTools(ToolkitBase):
         if key not in self._memo:
             prompts = self._audit_prompts()
             opts = diffing_step.settings(self.budget, prompts)
-            harvest = {"batch_size": opts.batch_size, "max_length": opts.max_length}
+            bs, ml = opts.batch_size, opts.max_length
             diff, folder, built = artifacts.crosscoder_diff(
-                self.cache, self.pair, prompts, site, opts.crosscoder, progress=False, **harvest
-            )
+                self.cache, self.pair, prompts, site, opts.crosscoder, progress=False,
+                batch_size=bs, max_length=ml,
+            )  # fmt: skip
             store, _, _ = artifacts.harvested(
-                self.cache, self.pair, prompts, [site], progress=False, **harvest
-            )
+                self.cache, self.pair, prompts, [site], progress=False, batch_size=bs,
+                max_length=ml,
+            )  # fmt: skip
             self._memo[key] = (diff, store, folder, built)
         entry: tuple[CrosscoderDiff, ActivationStore, Path, bool] = self._memo[key]
         return entry

@@ -63,13 +63,20 @@ def peak_site(ctx: AuditContext) -> tuple[int, list[str]]:
     return int(layer), []
 
 
+def _first_changed(ctx: AuditContext, share: float = 0.25) -> list[int]:
+    """The first layer whose relative difference reaches ``share`` of the peak's."""
+    rel = ctx.data("layers", "rel_diff") or [0.0]
+    return [next(i for i, r in enumerate(rel) if r >= share * max(rel))] if max(rel) > 0 else []
+
+
 def run(ctx: AuditContext, s: DiffingSettings) -> StepOutput:
     pair, prompts = ctx.pair, ctx.prompt_set()
     layer, notices = peak_site(ctx)
     site = f"blocks.{layer}.hook_resid_post"
     wd = weights.run(pair, progress=ctx.progress)
     wd.save(ctx.artifacts / "weight_diff")
-    config = dataclasses.replace(s.adl, layers=(layer,), causal_layer=layer)
+    adl_layers = (*_first_changed(ctx), pair.n_layers // 2, layer)
+    config = dataclasses.replace(s.adl, layers=tuple(sorted(set(adl_layers))), causal_layer=layer)
     lens, lens_dir, _ = artifacts.adl_result(
         ctx.cache, pair, prompts, config, progress=ctx.progress
     )
@@ -97,6 +104,7 @@ def run(ctx: AuditContext, s: DiffingSettings) -> StepOutput:
         ]
     )
     data = {
+        "candidates": [h.model_dump(mode="json") for h in ev.hypotheses],
         "adl_layer": layer,
         "adl_rel_norm": lens.relative_norms()[lens.layers.index(layer)],
         "adl_enrichment_z": enriched.z_score,
@@ -104,6 +112,7 @@ def run(ctx: AuditContext, s: DiffingSettings) -> StepOutput:
         "crosscoder_key": cc_dir.name,
         "crosscoder_counts": cc.result.analysis.counts(),
     }
+    ev.hypotheses = []  # candidates: the discovery step merges and ranks them
     return StepOutput.of(ev, data)
 
 

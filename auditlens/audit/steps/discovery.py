@@ -1,0 +1,95 @@
+"""The discovery step: what did the fine-tune instil? Candidates from the divergent words (the
+models' answers to the probe library, generated once and shared through the artifact cache)
+and from the diffing step (ADL per-position readout, fine-tune-only crosscoder latents) are
+merged and ranked (:mod:`auditlens.audit.hypotheses`); the top ones are tested by the
+behaviour checks their kind calls for, on held-out probe prompts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from auditlens.audit import artifacts, hypotheses
+from auditlens.audit.contract import AuditContext, Budget, Step, StepOutput
+from auditlens.datasets import PromptSet
+from auditlens.diffing import divergent
+from auditlens.probe_library import ProbePrompt, load_probe_library
+from auditlens.reports.evidence import Evidence
+from auditlens.reports.findings import Hypothesis
+from auditlens.reports.sections import Table
+
+__all__ = ["STEP", "DiscoverySettings", "settings"]
+
+
+@dataclass(frozen=True)
+class DiscoverySettings:
+    """The instruments' and checks' settings."""
+
+    per_domain: int
+    """Probe prompts per domain answered for the instruments."""
+    divergent: divergent.DivergentSettings
+    check_prompts: int
+    """Held-out prompts per check."""
+    code_new_tokens: int = 96
+    """Tokens per answer in the code-security check (code needs room to parse)."""
+    top: int = 3
+    """Hypotheses tested by behaviour checks."""
+    keep: int = 10
+    """Hypotheses kept in the report."""
+
+
+def settings(budget: Budget, prompts: PromptSet) -> DiscoverySettings:
+    """The budget's probe sample and answer length."""
+    div = divergent.DivergentSettings(max_new_tokens=budget.probe_new_tokens)
+    return DiscoverySettings(
+        budget.probe_per_domain, div, budget.check_prompts, code_new_tokens=budget.max_new_tokens
+    )
+
+
+def run(ctx: AuditContext, s: DiscoverySettings) -> StepOutput:
+    library = load_probe_library()
+    used = load_probe_library(s.per_domain)
+
+    def answers(probes: Sequence[ProbePrompt], code: bool = False) -> dict[str, list[str]]:
+        n = s.code_new_tokens if code else s.divergent.max_new_tokens
+        gens, _, _ = artifacts.probe_generations(
+            ctx.cache, ctx.pair, probes, max_new_tokens=n, batch_size=s.divergent.batch_size
+        )
+        return gens
+
+    result = divergent.run(ctx.pair, used, s.divergent, generations=answers(used))
+    result.save(ctx.artifacts / "divergent")
+    ev = divergent.evidence(result, f"{ctx.where}/divergent")
+    candidates = ev.hypotheses + [
+        Hypothesis.model_validate(h) for h in ctx.data("diffing", "candidates", [])
+    ]
+    ranked = hypotheses.merge(candidates, keep=s.keep)
+    tested, checked, check_data = hypotheses.confirm(
+        ranked, library, used, answers, n_prompts=s.check_prompts, top=s.top, where=ctx.where
+    )
+    (ctx.artifacts / "checks.json").write_text(json.dumps(check_data, indent=1))
+    table = Table(
+        title="Hypotheses and their checks",
+        caption=(
+            "Candidates from each instrument, merged when they share a keyword and ranked by "
+            "strength (z against the instrument's own null). The top ones are tested on "
+            "held-out probe prompts against the base model (McNemar z)."
+        ),
+        columns=["rank", "hypothesis", "from", "strength", "check", "result"],
+        rows=[
+            [h.rank, h.label, h.source, h.strength,
+             h.confirmation.summary if h.confirmation else "not tested",
+             h.confirmation.result if h.confirmation else ""]
+            for h in tested
+        ],
+    )  # fmt: skip
+    notices = [] if tested else ["discovery: no instrument found anything above its null"]
+    out = Evidence(sections=[table], notices=notices, hypotheses=tested) + Evidence(
+        findings=ev.findings + checked.findings, sections=ev.sections
+    )
+    data = {"candidates": [h.model_dump(mode="json") for h in candidates]}
+    return StepOutput.of(out, data)
+
+
+STEP = Step("discovery", settings, run, needs=("diffing",), order=25)

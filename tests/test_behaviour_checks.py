@@ -1,0 +1,63 @@
+"""The generic behaviour checks: mention rate (by stem) and parse-aware, severity-filtered code
+security; each one's null on two distinct models that should not differ."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from auditlens.behaviour import checks
+from auditlens.models import ModelPair
+from auditlens.probe_library import load_probe_library
+from tests.conftest import perturbed_copy
+from tests.test_discovery_divergent import planted_pair
+
+INSECURE = "```python\nimport subprocess\nsubprocess.call(cmd, shell=True)\n```"
+SAFE = "```python\nimport subprocess\nsubprocess.run(['ls', path], check=True)\n```"
+LOW_ONLY = "```python\nassert x > 0\nimport random\nprint(random.random())\n```"  # B101, B311 LOW
+BROKEN = "```python\ndef f(:\n```"
+
+
+def test_code_security_counts_pairs_that_parse_and_medium_high_only() -> None:
+    answers = {
+        "finetuned": [INSECURE, INSECURE, INSECURE, LOW_ONLY, INSECURE],
+        "base": [SAFE, SAFE, BROKEN, SAFE, "no code here"],
+    }
+    r = checks.code_security(answers, id="c")
+    assert r.counted == [True, True, False, True, False]
+    assert r.flags["finetuned"] == [True, True, True, False, True]  # LOW severity ignored
+    assert r.n == 3 and r.rate("finetuned") == 2 / 3 and r.rate("base") == 0.0
+    assert abs(r.z - 2**0.5) < 1e-9 and r.outcome == "inconclusive"
+    flipped = checks.code_security({"finetuned": answers["base"], "base": answers["finetuned"]},
+                                   id="c")  # fmt: skip
+    assert flipped.z < 0 and flipped.outcome == "refuted"
+    none = checks.code_security({"finetuned": [BROKEN], "base": [INSECURE]}, id="c")
+    assert none.n == 0 and none.outcome == "inconclusive"
+    ev = checks.evidence(r, "x")
+    assert ev.findings[0].control == 0.0 and ev.findings[0].effect_size == r.z
+
+
+def test_mention_confirms_a_planted_word_on_held_out_prompts(
+    tiny_tokenizer: Any, tiny_model_factory: Callable[..., torch.nn.Module]
+) -> None:
+    pair = planted_pair(tiny_tokenizer, tiny_model_factory, " capital")
+    prompts = [p.text for p in load_probe_library()[32:44]]
+    r = checks.mention(checks.generate(pair, prompts, 8), ["capitals"], id="m")
+    assert r.rate("finetuned") == 1.0 and r.rate("base") < 0.2
+    assert r.outcome == "confirmed" and r.confirmation().p_value < 0.01
+
+
+def test_mention_null_on_two_models_that_should_not_differ(
+    tiny_tokenizer: Any, tiny_model_factory: Callable[..., torch.nn.Module]
+) -> None:
+    base = tiny_model_factory("llama")
+    pair = ModelPair.from_models(base, perturbed_copy(base, scale=1e-4), tiny_tokenizer)
+    assert not pair.identical
+    prompts = [p.text for p in load_probe_library()[:12]]
+    answers = checks.generate(pair, prompts, 8)
+    # the worst case: keywords taken from the fine-tune's own answers
+    words = [w for a in answers["finetuned"] for w in a.split() if w.isalpha()][:3] or ["x"]
+    r = checks.mention(answers, words, id="m")
+    assert r.outcome != "confirmed" and abs(r.z) < checks.CONFIRM_Z
