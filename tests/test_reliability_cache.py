@@ -58,12 +58,22 @@ def test_editing_the_prompts_file_recomputes_every_reader(
     base, one, _ = adapters
     pair = load_pair(base, adapter=str(one), device="cpu")
     prompts = tmp_path / "my.jsonl"
-    prompts.write_text("\n".join(json.dumps({"text": f"hello world {i}"}) for i in range(4)))
+    prompts.write_text(
+        "\n".join(
+            json.dumps({"text": f"{i} hello world, the quick brown fox number {i} jumps"})
+            for i in range(4)
+        )
+    )
     out = tmp_path / "out"
     first = _run(pair, out, str(prompts))
     same = _run(pair, out, str(prompts))
     assert sum("reused" in n for n in same.findings.notices) == len(STEPS)
-    prompts.write_text("\n".join(json.dumps({"text": f"def f{i}(x): return x"}) for i in range(4)))
+    prompts.write_text(
+        "\n".join(
+            json.dumps({"text": f"def f{i}(x): return x * {i} + {i * i}  # helper {i}"})
+            for i in range(4)
+        )
+    )
     edited = _run(pair, out, str(prompts))  # same path, new contents
     assert not any("reused" in n for n in edited.findings.notices)
     for step in ("layers", "diffing"):
