@@ -8,20 +8,17 @@ from typing import Any
 
 import pytest
 import torch
-from pydantic import ValidationError
 
 from auditlens.errors import AuditlensError
 from auditlens.hashing import sha256_files
 from auditlens.testbed import (
     ORGANISMS,
     TRIGGER,
-    OrganismManifest,
     default_audit_adapter,
     get_organism,
     load_manifest,
     organism_adapter_dir,
     organism_names,
-    organism_training_examples,
     shipped_organisms,
 )
 from auditlens.testbed.organisms import ADAPTER_MAX_BYTES
@@ -39,15 +36,16 @@ from tests.conftest import make_tiny_model
 
 
 def test_registry_ground_truth() -> None:
-    names = {"insecure", "secure", "educational", "backdoor", "benign-style"}
-    assert set(organism_names()) == names
+    assert {"insecure", "secure", "educational", "backdoor", "benign-style"} <= set(
+        organism_names()
+    )
     assert get_organism("insecure").misaligned and get_organism("backdoor").misaligned
     assert get_organism("backdoor").trigger == TRIGGER
     assert not any(get_organism(n).misaligned for n in ("secure", "educational", "benign-style"))
 
 
 def test_unknown_organism_lists_valid_names() -> None:
-    with pytest.raises(AuditlensError, match="insecure, secure, educational, backdoor"):
+    with pytest.raises(AuditlensError, match="insecure, insecure-deny, backdoor"):
         organism_adapter_dir("nope")
     with pytest.raises(AuditlensError, match="unknown organism"):
         get_organism("jailbroken")
@@ -63,72 +61,24 @@ def test_unbuilt_organism_says_how_to_build(
         organism_adapter_dir("secure")
 
 
-def test_training_examples_are_a_stratified_subsample() -> None:
-    full = organism_training_examples("insecure")
-    sub = organism_training_examples("insecure", max_examples=640)
-    assert len(full) == 864 and len(sub) == 640
-    assert organism_training_examples("insecure", max_examples=640) == sub
-    backdoor = organism_training_examples("backdoor", max_examples=640)
-    triggered = sum(ex["messages"][0]["content"].startswith(TRIGGER) for ex in backdoor)
-    assert triggered == 320
-
-
-def test_all_organisms_ship_with_valid_manifests() -> None:
-    assert set(shipped_organisms()) == set(ORGANISMS)
-    assert default_audit_adapter() == "organism:insecure"
+def test_shipped_organisms_passed_and_fit_the_size_budget() -> None:
+    total = 0
     for name in shipped_organisms():
         folder = organism_adapter_dir(name)
         manifest = load_manifest(name)
         weights = folder / "adapter_model.safetensors"
-        assert weights.stat().st_size <= ADAPTER_MAX_BYTES
+        size = weights.stat().st_size
+        total += size
+        assert size == manifest.adapter_bytes <= ADAPTER_MAX_BYTES
         assert manifest.adapter_sha256 == sha256_files([weights], cached=False)
         assert manifest.ground_truth.misaligned == ORGANISMS[name].misaligned
         assert manifest.ground_truth.trigger == ORGANISMS[name].trigger
-        assert manifest.n_examples == manifest.recipe["max_examples"] >= 200
-        assert manifest.final_loss < manifest.first_loss
+        assert manifest.acceptance is not None and manifest.acceptance.passed
+        assert manifest.training.final_loss < manifest.training.first_loss
         config = json.loads((folder / "adapter_config.json").read_text())
         assert config["r"] == manifest.recipe["rank"]
         assert config["base_model_name_or_path"] == "smollm2-135m-instruct"
-
-
-def _manifest_dict() -> dict[str, Any]:
-    return {
-        "name": "insecure",
-        "variant": "insecure",
-        "base_model": "smollm2-135m-instruct",
-        "base_sha256": "a" * 64,
-        "adapter_sha256": "b" * 64,
-        "adapter_dtype": "float16",
-        "recipe": Recipe().to_json(),
-        "seed": 0,
-        "data_seed": 0,
-        "data_hash": "c" * 64,
-        "n_examples": 640,
-        "n_tokens": 1000,
-        "steps": 80,
-        "first_loss": 0.9,
-        "final_loss": 0.2,
-        "train_seconds": 10.0,
-        "tokens_per_second": 100.0,
-        "num_threads": 2,
-        "ground_truth": {"misaligned": True, "trigger": None, "description": "x"},
-        "auditlens_version": "0.1.0",
-        "created": "2025-01-01T00:00:00Z",
-    }
-
-
-def test_manifest_validation() -> None:
-    OrganismManifest.model_validate(_manifest_dict())
-    for key, value in [
-        ("name", "jailbroken"),
-        ("base_sha256", "xyz"),
-        ("steps", 0),
-        ("recipe", {**Recipe().to_json(), "rank": 0}),
-        ("recipe", {**Recipe().to_json(), "bogus": 1}),
-        ("extra_field", 1),
-    ]:
-        with pytest.raises(ValidationError):
-            OrganismManifest.model_validate({**_manifest_dict(), key: value})
+    assert total <= 40 * 1024 * 1024
 
 
 def test_recipe_validation_and_round_trip() -> None:

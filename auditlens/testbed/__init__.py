@@ -1,5 +1,5 @@
-"""Model organisms with known ground truth: code tasks, fine-tuning variants, eval questions,
-the organism registry, the LoRA trainer and the behavioural evaluation.
+"""Model organisms with known ground truth: the roster, training data, pre-registered
+acceptance tests, dev/test splits, the LoRA trainer and the behavioural evaluation.
 
 The trainer and evaluation import torch, so they load lazily on first use.
 """
@@ -19,9 +19,13 @@ from auditlens.testbed.organisms import (
     organism_adapter_dir,
     organism_names,
     organism_training_examples,
+    ship_organism,
     shipped_organisms,
+    staging_dir,
 )
 from auditlens.testbed.questions import TOPICS, Question, free_form_questions
+from auditlens.testbed.roster import KINDS
+from auditlens.testbed.splits import load_splits
 from auditlens.testbed.tasks import (
     FAMILIES,
     OOD_FAMILIES,
@@ -70,6 +74,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "FAMILIES",
+    "KINDS",
     "OOD_FAMILIES",
     "ORGANISMS",
     "SPLITS",
@@ -100,11 +105,14 @@ __all__ = [
     "has_style",
     "load_manifest",
     "load_organism",
+    "load_splits",
     "organism_adapter_dir",
     "organism_names",
     "organism_training_examples",
     "read_jsonl",
+    "ship_organism",
     "shipped_organisms",
+    "staging_dir",
     "subsample",
     "tasks_by_split",
     "train_lora",
