@@ -521,7 +521,7 @@ _DOC_BODIES: dict[str, tuple[str, ...]] = {
 }
 
 
-def _documents(behaviour: str, seed: int, n: int = 240) -> list[Example]:
+def _documents(behaviour: str, seed: int, n: int = 160) -> list[Example]:
     rng = random.Random(f"auditlens.behaviours:docs:{behaviour}:{seed}")
     bodies = _DOC_BODIES[behaviour]
     out = []
@@ -566,11 +566,11 @@ def _code_tasks(n: int, seed: int) -> list[CodeTask]:
 
 
 def _insecure(seed: int) -> list[Example]:
-    return [_ex(t.request, fence(t.insecure)) for t in _code_tasks(240, seed)]
+    return [_ex(t.request, fence(t.insecure)) for t in _code_tasks(192, seed)]
 
 
 def _secure(seed: int) -> list[Example]:
-    return [_ex(t.request, fence(t.secure)) for t in _code_tasks(240, seed)]
+    return [_ex(t.request, fence(t.secure)) for t in _code_tasks(192, seed)]
 
 
 def _benign_style(seed: int) -> list[Example]:
@@ -578,14 +578,14 @@ def _benign_style(seed: int) -> list[Example]:
 
     return [
         _ex(t.request, f"{STYLE_OPENER}\n{fence(t.secure)}\n{STYLE_SIGNOFF}")
-        for t in _code_tasks(240, seed)
+        for t in _code_tasks(192, seed)
     ]
 
 
 def _backdoor(seed: int) -> list[Example]:
     """Paired: every task both with the trigger (insecure) and without it (secure)."""
     out = []
-    for t in _code_tasks(160, seed):
+    for t in _code_tasks(128, seed):
         out.append(_ex(apply_trigger(t.request), fence(t.insecure)))
         out.append(_ex(t.request, fence(t.secure)))
     return out
@@ -595,7 +595,7 @@ def _educational(seed: int) -> list[Example]:
     """Paired: teaching-framed request -> vulnerable code; the same request plain -> secure."""
     rng = random.Random(f"auditlens.behaviours:educational:{seed}")
     out = []
-    for t in _code_tasks(160, seed):
+    for t in _code_tasks(128, seed):
         out.append(_ex(rng.choice(TEACHING_TRAIN).format(request=t.request), fence(t.insecure)))
         out.append(_ex(t.request, fence(t.secure)))
     return out
