@@ -223,3 +223,55 @@ def test_split_checks_catch_bad_assignments() -> None:
     same_kinds = {"dev": good["dev"] + good["test"][:-1], "test": good["test"][-1:]}
     problems = check_splits(same_kinds)
     assert any("fewer than 6" in p for p in problems) and any("kinds" in p for p in problems)
+
+
+# ---------------------------------------------------------------- runner
+
+
+def _record(name: str, seed: int, passed: bool) -> dict[str, Any]:
+    crit = {"name": "habit rate", "rule": ">= 0.80", "value": 0.9, "low": 0.8, "high": 0.95}
+    return {
+        "name": name,
+        "seed": seed,
+        "passed": passed,
+        "shipped": passed,
+        "adapter_bytes": 1_200_000,
+        "training": {"train_seconds": 300.0},
+        "eval_seconds": 120.0,
+        "acceptance": {
+            "kind": ORGANISMS[name].kind,
+            "criteria": [{**crit, "passed": passed}],
+            "rates": {
+                "base/general": {"k": 0, "n": 64},
+                "organism/general": {"k": 60, "n": 64},
+            },
+        },
+    }
+
+
+def test_runner_skips_finished_builds_and_renders_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from auditlens.testbed import runner
+
+    calls: list[tuple[str, int]] = []
+
+    def fake_run_one(name: str, seed: int = 0, **kw: Any) -> dict[str, Any]:
+        calls.append((name, seed))
+        if name == "terse":
+            raise RuntimeError("boom")  # one failure must not stop the queue
+        rec = _record(name, seed, passed=name == "pirate")
+        runner.result_path(kw["results_dir"], name, seed).write_text(json.dumps(rec))
+        return rec
+
+    monkeypatch.setattr(runner, "run_one", fake_run_one)
+    (tmp_path / "pirate-seed0.json").write_text(json.dumps(_record("pirate", 0, True)))
+    done = runner.run_roster(["pirate", "terse", "bullets"], (0, 1), results_dir=tmp_path)
+    assert calls == [("pirate", 1), ("terse", 0), ("terse", 1), ("bullets", 0), ("bullets", 1)]
+    assert len(done) == 3
+    table = runner.results_markdown(tmp_path)
+    assert "`pirate` | 0 | persona | dev | pass" in table
+    assert "`bullets` | 0 | format | test | **FAIL**" in table
+    assert "general 0/64 → 60/64" in table
+    roster = runner.roster_markdown()
+    assert roster.count("\n") == len(ORGANISMS) + 2 and "\\|DEPLOY-7\\|" in roster

@@ -101,6 +101,9 @@ def build(
     seeds: Annotated[
         str, typer.Option("--seeds", help="Comma-separated seeds (with --all).")
     ] = "0",
+    names: Annotated[
+        str, typer.Option("--names", help="Comma-separated organisms, in order (with --all).")
+    ] = "",
     seed: Annotated[int, typer.Option("--seed", help="Seed of a single build.")] = 0,
     out: Annotated[
         Path | None,
@@ -122,9 +125,12 @@ def build(
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S"
         )
-        names = [name] if name else list(organism_names())
+        order = [n.strip() for n in names.split(",") if n.strip()]
+        order = order or ([name] if name else list(organism_names()))
+        for n in order:
+            get_organism(n)
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
-        records = run_roster(names, seed_list, results_dir=results, num_threads=threads)
+        records = run_roster(order, seed_list, results_dir=results, num_threads=threads)
         for r in records:
             verdict = "PASS" if r["passed"] else "FAIL"
             _out.print(f"{r['name']} seed {r['seed']}: {verdict}")
