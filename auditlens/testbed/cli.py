@@ -122,9 +122,13 @@ def build(
     if all_:
         from auditlens.testbed.runner import run_roster
 
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S"
-        )
+        log = logging.getLogger("auditlens.testbed.runner")
+        if not log.handlers:  # the main CLI configures the root logger at WARNING
+            handler = logging.StreamHandler()
+            handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+            log.addHandler(handler)
+            log.setLevel(logging.INFO)
+            log.propagate = False
         order = [n.strip() for n in names.split(",") if n.strip()]
         order = order or ([name] if name else list(organism_names()))
         for n in order:
