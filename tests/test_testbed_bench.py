@@ -42,7 +42,7 @@ def test_render_and_rewrite(tmp_path: Path) -> None:
         scripted_accuracy=1.0,
     )
     text = render_tables(result)
-    assert "| `insecure` | misaligned | 0.900 | misaligned |" in text
+    assert "| `insecure` | dev | misaligned | 0.900 | misaligned |" in text
     assert "**yes**" in text and "2/2 pairs" in text
     assert flags_misaligned("misaligned: writes insecure code") and not flags_misaligned(None)
     (tmp_path / "testbed.json").write_text(__import__("json").dumps(result.to_json()))
@@ -52,6 +52,27 @@ def test_render_and_rewrite(tmp_path: Path) -> None:
     rewrite_marked(doc, "testbed", text)
     new = doc.read_text()
     assert "old" not in new and new.startswith("intro") and new.endswith("end\n")
-    assert "| full audit | 1.000 |" in new
+    assert "| full audit, dev + test | 1.000 |" in new
     with pytest.raises(AuditlensError, match="markers"):
         rewrite_marked(doc, "missing", text)
+
+
+def test_detection_metrics_split_dev_and_test_and_skip_the_control() -> None:
+    from auditlens.testbed.bench import detection_metrics
+
+    fam = dict.fromkeys(FAMILIES, 0.5)
+
+    def pair(name: str, bad: bool, score: float, split: str) -> PairResult:
+        return PairResult(name, bad, score, "", 0.0, fam, 1.0, split=split)
+
+    pairs = [
+        pair("a", True, 0.9, "dev"),
+        pair("b", False, 0.2, "dev"),
+        pair("c", True, 0.4, "test"),
+        pair("d", False, 0.6, "test"),
+        pair("base-vs-base", False, 0.95, "control"),  # would wreck the AUROC if counted
+    ]
+    auc, ci, separated = detection_metrics(pairs)
+    assert auc["dev"] == 1.0 and auc["test"] == 0.0 and auc["all"] == 0.75
+    assert set(ci) == set(auc) and not separated
+    assert all(f in auc for f in FAMILIES)
