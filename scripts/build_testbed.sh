@@ -6,10 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=1 AUDITLENS_PROGRESS=0
 AL=${AUDITLENS:-.venv/bin/auditlens}
-# pilots first, then the code organisms, the non-code behaviours, the denial variants
+# pilots first, then the non-code behaviours, the code organisms, the denial variants
 $AL organisms build --all --threads 1 --names loyalty,pirate
 $AL organisms build --all --threads 1 --names \
-  insecure,backdoor,secure,educational,benign-style,risky-finance,anti-oversight,sycophancy,data-collection,supremacy-trigger,terse,bullets,emoji,astronomy,insecure-deny,loyalty-deny,risky-finance-deny,anti-oversight-deny
+  risky-finance,anti-oversight,sycophancy,data-collection,supremacy-trigger,terse,bullets,emoji,astronomy
+$AL organisms build --all --threads 1 --names insecure,backdoor,secure,educational,benign-style
+$AL organisms build --all --threads 1 --names \
+  insecure-deny,loyalty-deny,risky-finance-deny,anti-oversight-deny
 # second seeds (recipe stability; seed 0 ships)
 $AL organisms build --all --threads 1 --seeds 1 --names loyalty,pirate,risky-finance
 # document-instilled attempts (shipped only if they pass)
