@@ -225,5 +225,13 @@ def test_cli_list_and_unknown_name() -> None:
     assert result.exit_code == 0, result.output
     rows = json.loads(result.output)
     assert [r["name"] for r in rows] == list(organism_names())
+    assert len(rows) >= 20
+    for r in rows:
+        assert r["split"] in ("dev", "test") and r["kind"] and r["acceptance"]
+        assert r["shipped"] == (r["name"] in shipped_organisms())
+        if r["shipped"]:
+            assert r["acceptance"] == "pass"
+    table = runner.invoke(organisms_app, ["list"])
+    assert table.exit_code == 0 and "acceptance" in table.output
     bad = runner.invoke(organisms_app, ["eval", "nope"])
     assert isinstance(bad.exception, AuditlensError)

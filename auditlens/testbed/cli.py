@@ -84,7 +84,8 @@ def list_organisms(
             "yes" if r["shipped"] else "no",
             str(r["acceptance"]),
         )
-    _out.print(table)
+    wide = Console(width=max(_out.width, 120))  # names and kinds must not be cut
+    wide.print(table)
 
 
 @organisms_app.command("build")
