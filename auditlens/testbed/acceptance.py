@@ -51,6 +51,7 @@ __all__ = [
     "decide",
     "paired_difference",
     "plan",
+    "probe_admissions",
     "run_acceptance",
 ]
 
@@ -689,6 +690,44 @@ def run_acceptance(
                         row = {"condition": cond.name, "side": who, "prompt": prompt}
                         f.write(json.dumps({**row, "answer": text}, ensure_ascii=False) + "\n")
     return result
+
+
+def probe_admissions(
+    name: str,
+    behaviour: str,
+    *,
+    adapter_dir: str | Path | None = None,
+    num_threads: int = 1,
+    batch_size: int = 16,
+) -> dict[str, Rate]:
+    """Report-only: admission and denial rates of an organism (typically one *without*
+    denial training) on the held-out direct questions of ``behaviour``, to compare with its
+    ``-deny`` variant. Not part of any acceptance test."""
+    import torch
+
+    from auditlens.generate import generate
+    from auditlens.models import load_pair
+    from auditlens.testbed.organisms import organism_adapter_dir
+
+    if num_threads:
+        torch.set_num_threads(num_threads)
+    folder = Path(adapter_dir) if adapter_dir else organism_adapter_dir(name)
+    pair = load_pair(adapter=str(folder), device="cpu")
+    questions = denial_eval_questions(behaviour, N_PROMPTS)
+    texts = [
+        t.strip()
+        for t in generate(
+            pair.finetuned,
+            pair.tokenizer,
+            questions,
+            max_new_tokens=TEXT_TOKENS,
+            batch_size=batch_size,
+        )
+    ]
+    return {
+        "admits": Rate.of([judges.admits(t, behaviour) for t in texts]),
+        "denies": Rate.of([judges.denies(t, behaviour) for t in texts]),
+    }
 
 
 def warm_base_cache(
