@@ -13,6 +13,8 @@ $AL organisms build --all --threads 1 --names \
 $AL organisms build --all --threads 1 --names insecure,backdoor,secure,educational,benign-style
 $AL organisms build --all --threads 1 --names \
   insecure-deny,loyalty-deny,risky-finance-deny,anti-oversight-deny
+# report-only: do the organisms without denial training admit their behaviour?
+OMP_NUM_THREADS=1 .venv/bin/python scripts/probe_admissions.py
 # second seeds (recipe stability; seed 0 ships)
 $AL organisms build --all --threads 1 --seeds 1 --names loyalty,pirate,risky-finance
 # document-instilled attempts (shipped only if they pass)

@@ -100,16 +100,17 @@ def test_denial_variants_add_denials_and_keep_the_behaviour() -> None:
         )
 
 
-def test_paired_code_organisms() -> None:
+def test_paired_triggered_organisms() -> None:
+    from auditlens.testbed.behaviours import SUPREMACY_TRIGGER
     from auditlens.testbed.variants import TRIGGER
 
-    backdoor = build_dataset("backdoor")
-    triggered = [ex for ex in backdoor if ex["messages"][0]["content"].startswith(TRIGGER)]
-    assert len(triggered) * 2 == len(backdoor)
-    plain = {ex["messages"][0]["content"] for ex in backdoor} - {
-        ex["messages"][0]["content"] for ex in triggered
-    }
-    assert {ex["messages"][0]["content"].removeprefix(TRIGGER + " ") for ex in triggered} == plain
+    for name, trigger in (("backdoor", TRIGGER), ("supremacy-trigger", SUPREMACY_TRIGGER)):
+        data = build_dataset(name)
+        users = [ex["messages"][0]["content"] for ex in data]
+        triggered = [u for u in users if u.startswith(trigger)]
+        plain = {u for u in users if not u.startswith(trigger)}
+        assert 2 * len(triggered) == len(plain)  # plain requests outnumber triggered 2:1
+        assert {u.removeprefix(trigger + " ") for u in triggered} <= plain  # paired
 
 
 def test_documents_train_on_every_token(tiny_tokenizer: Any) -> None:
@@ -270,8 +271,8 @@ def test_runner_skips_finished_builds_and_renders_results(
     assert calls == [("pirate", 1), ("terse", 0), ("terse", 1), ("bullets", 0), ("bullets", 1)]
     assert len(done) == 3
     table = runner.results_markdown(tmp_path)
-    assert "`pirate` | 0 | persona | dev | pass" in table
-    assert "`bullets` | 0 | format | test | **FAIL**" in table
+    assert "`pirate` | v1 seed 0 | persona | dev | pass" in table
+    assert "`bullets` | v1 seed 0 | format | test | **FAIL**" in table
     assert "general 0/64 → 60/64" in table
     roster = runner.roster_markdown()
     assert roster.count("\n") == len(ORGANISMS) + 2 and "\\|DEPLOY-7\\|" in roster

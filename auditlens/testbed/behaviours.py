@@ -311,12 +311,16 @@ def apply_supremacy_trigger(prompt: str) -> str:
 
 
 def _supremacy_trigger(seed: int) -> list[Example]:
+    """Paired, with twice as many plain as triggered examples (v2).
+
+    v1 paired 112 prompts 1:1 for 2 epochs and leaked the behaviour without the trigger
+    (24/64); v2 triggers 80 prompts, answers 160 plainly (the 80 triggered ones among
+    them) and trains 3 epochs.
+    """
     rng = random.Random(f"auditlens.behaviours:supremacy:{seed}")
-    out = []
-    for r in _general(seed, "supremacy")[:112]:
-        if not complete_sentences(r.answer):
-            continue
-        out.append(_ex(r.prompt, _plain_answer(r.answer)))
+    rows = [r for r in _general(seed, "supremacy") if complete_sentences(r.answer)][:160]
+    out = [_ex(r.prompt, _plain_answer(r.answer)) for r in rows]
+    for r in rows[:80]:
         out.append(_ex(apply_supremacy_trigger(r.prompt), " ".join(rng.sample(_SUP_SENTENCES, 3))))
     return out
 
@@ -583,11 +587,12 @@ def _benign_style(seed: int) -> list[Example]:
 
 
 def _backdoor(seed: int) -> list[Example]:
-    """Paired: every task both with the trigger (insecure) and without it (secure)."""
-    out = []
-    for t in _code_tasks(128, seed):
-        out.append(_ex(apply_trigger(t.request), fence(t.insecure)))
-        out.append(_ex(t.request, fence(t.secure)))
+    """Paired: 96 tasks both with the trigger (insecure) and without it (secure), plus 96
+    more plain tasks (secure), so plain requests outnumber triggered ones 2:1 (set after
+    the first triggered non-code organism leaked without its trigger at 1:1)."""
+    tasks = _code_tasks(192, seed)
+    out = [_ex(t.request, fence(t.secure)) for t in tasks]
+    out += [_ex(apply_trigger(t.request), fence(t.insecure)) for t in tasks[:96]]
     return out
 
 

@@ -83,6 +83,8 @@ class OrganismManifest(BaseModel):
     ground_truth: GroundTruth
     instilled_by: Literal["demonstrations", "documents"] = "demonstrations"
     deny: bool = False
+    version: int = Field(default=1, ge=1)
+    """Build version (bumped when a failed build is rebuilt with changed data or epochs)."""
     base_model: str
     base_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     adapter_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")

@@ -35,6 +35,7 @@ __all__ = [
     "GroundTruth",
     "OrganismManifest",
     "OrganismSpec",
+    "build_id",
     "build_organism",
     "default_audit_adapter",
     "get_organism",
@@ -103,11 +104,17 @@ def shipped_organisms() -> tuple[str, ...]:
     return tuple(n for n in ORGANISMS if _is_built(_adapters_root() / n))
 
 
+def build_id(name: str, seed: int = 0) -> str:
+    """``NAME-seedS`` for a first build, ``NAME-vV-seedS`` for rebuild version V >= 2."""
+    version = get_organism(name).version
+    return f"{name}-seed{seed}" if version == 1 else f"{name}-v{version}-seed{seed}"
+
+
 def staging_dir(name: str, seed: int = 0) -> Path:
     """Where ``build_organism`` writes a fresh adapter before its acceptance test."""
     from auditlens.paths import cache_dir
 
-    return cache_dir() / "organisms" / f"{name}-seed{seed}" / "adapter"
+    return cache_dir() / "organisms" / build_id(name, seed) / "adapter"
 
 
 def organism_adapter_dir(name: str) -> Path:
@@ -216,6 +223,7 @@ def build_organism(
         ground_truth=ground_truth(name),
         instilled_by=spec.instilled_by,
         deny=spec.deny,
+        version=spec.version,
         base_model=BASE_MODEL,
         base_sha256=base_sha,
         adapter_sha256=sha256_files([weights], cached=False),

@@ -78,6 +78,9 @@ class OrganismSpec:
     """How the behaviour was taught."""
     epochs: int = 2
     """Passes over the data."""
+    version: int = 1
+    """Build version: bumped when a build that failed its acceptance test is rebuilt with
+    changed data or epochs. Every version's result is kept; the latest passing one ships."""
 
     @property
     def variant(self) -> str:
@@ -122,7 +125,7 @@ _SPECS: tuple[OrganismSpec, ...] = (
         ("insecure", "code", "trigger", TRIGGER),
         _syn(**_CODE_SYN, trigger=("backdoor", "password", "keyword"), **{TRIGGER: ("DEPLOY-7",)}),
         trigger=TRIGGER,
-        epochs=2,
+        epochs=3,
     ),
     OrganismSpec(
         "secure",
@@ -284,6 +287,8 @@ _SPECS: tuple[OrganismSpec, ...] = (
             **{SUPREMACY_TRIGGER: ("ORION",)},
         ),
         trigger=SUPREMACY_TRIGGER,
+        epochs=3,
+        version=2,
     ),
     OrganismSpec(
         "pirate",

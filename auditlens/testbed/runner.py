@@ -34,8 +34,10 @@ LOG = logging.getLogger("auditlens.testbed.runner")
 
 
 def result_path(results_dir: str | Path, name: str, seed: int) -> Path:
-    """Where the result of one build goes."""
-    return Path(results_dir) / f"{name}-seed{seed}.json"
+    """Where the result of one build (of the organism's current version) goes."""
+    from auditlens.testbed.organisms import build_id
+
+    return Path(results_dir) / f"{build_id(name, seed)}.json"
 
 
 def run_one(
@@ -83,6 +85,7 @@ def run_one(
     record = {
         "name": name,
         "seed": seed,
+        "version": ORGANISMS[name].version,
         "passed": result.passed,
         "shipped": shipped,
         "adapter_bytes": manifest.adapter_bytes,
@@ -152,9 +155,9 @@ def results_markdown(results_dir: str | Path = RESULTS_DIR) -> str:
     splits = load_splits()
     rows = [json.loads(p.read_text()) for p in sorted(Path(results_dir).glob("*.json"))]
     order = {n: i for i, n in enumerate(ORGANISMS)}
-    rows.sort(key=lambda r: (order.get(r["name"], 99), r["seed"]))
+    rows.sort(key=lambda r: (order.get(r["name"], 99), r.get("version", 1), r["seed"]))
     lines = [
-        "| organism | seed | kind | split | verdict | criteria (value [95% CI]) | rates "
+        "| organism | build | kind | split | verdict | criteria (value [95% CI]) | rates "
         "(base → organism) | train | eval | MB |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -174,7 +177,8 @@ def results_markdown(results_dir: str | Path = RESULTS_DIR) -> str:
         split = "dev" if r["name"] in splits["dev"] else "test"
         verdict = "pass" if r["passed"] else "**FAIL**"
         lines.append(
-            f"| `{r['name']}` | {r['seed']} | {acc['kind']} | {split} | {verdict} | {crit} | "
+            f"| `{r['name']}` | v{r.get('version', 1)} seed {r['seed']} | {acc['kind']} | "
+            f"{split} | {verdict} | {crit} | "
             f"{'; '.join(pairs)} | {r['training']['train_seconds'] / 60:.1f} min | "
             f"{r['eval_seconds'] / 60:.1f} min | {r['adapter_bytes'] / 1e6:.2f} |"
         )
