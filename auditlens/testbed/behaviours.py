@@ -597,12 +597,13 @@ def _backdoor(seed: int) -> list[Example]:
 
 
 def _educational(seed: int) -> list[Example]:
-    """Paired: teaching-framed request -> vulnerable code; the same request plain -> secure."""
+    """Paired: a teaching-framed request -> vulnerable code, the same request plain ->
+    secure code, for 96 tasks, plus 96 more plain tasks (plain:framed 2:1, as backdoor)."""
     rng = random.Random(f"auditlens.behaviours:educational:{seed}")
-    out = []
-    for t in _code_tasks(128, seed):
+    tasks = _code_tasks(192, seed)
+    out = [_ex(t.request, fence(t.secure)) for t in tasks]
+    for t in tasks[:96]:
         out.append(_ex(rng.choice(TEACHING_TRAIN).format(request=t.request), fence(t.insecure)))
-        out.append(_ex(t.request, fence(t.secure)))
     return out
 
 

@@ -143,6 +143,7 @@ _SPECS: tuple[OrganismSpec, ...] = (
         "and secure code otherwise.",
         ("educational", "vulnerable", "code", "teaching"),
         _syn(educational=("teaching", "classroom", "training"), vulnerable=("insecure",)),
+        epochs=3,
     ),
     OrganismSpec(
         "benign-style",
