@@ -173,7 +173,10 @@ def results_markdown(results_dir: str | Path = RESULTS_DIR) -> str:
             cond = key.removeprefix("organism/")
             if base is None:
                 continue
-            pairs.append(f"{cond} {base['k']}/{base['n']} → {rate['k']}/{rate['n']}")
+            if cond.startswith("mean"):
+                pairs.append(f"{cond} {base['rate']:.0f} → {rate['rate']:.0f}")
+            else:
+                pairs.append(f"{cond} {base['k']}/{base['n']} → {rate['k']}/{rate['n']}")
         split = "dev" if r["name"] in splits["dev"] else "test"
         verdict = "pass" if r["passed"] else "**FAIL**"
         lines.append(
