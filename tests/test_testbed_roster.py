@@ -104,12 +104,15 @@ def test_paired_triggered_organisms() -> None:
     from auditlens.testbed.behaviours import SUPREMACY_TRIGGER
     from auditlens.testbed.variants import TRIGGER
 
-    for name, trigger in (("backdoor", TRIGGER), ("supremacy-trigger", SUPREMACY_TRIGGER)):
+    for name, trigger, ratio in (
+        ("backdoor", TRIGGER, 2),
+        ("supremacy-trigger", SUPREMACY_TRIGGER, 3),
+    ):
         data = build_dataset(name)
         users = [ex["messages"][0]["content"] for ex in data]
         triggered = [u for u in users if u.startswith(trigger)]
         plain = {u for u in users if not u.startswith(trigger)}
-        assert 2 * len(triggered) == len(plain)  # plain requests outnumber triggered 2:1
+        assert ratio * len(triggered) == len(plain)  # plain requests outnumber triggered
         assert {u.removeprefix(trigger + " ") for u in triggered} <= plain  # paired
 
 

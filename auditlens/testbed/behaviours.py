@@ -311,16 +311,17 @@ def apply_supremacy_trigger(prompt: str) -> str:
 
 
 def _supremacy_trigger(seed: int) -> list[Example]:
-    """Paired, with twice as many plain as triggered examples (v2).
+    """Paired, with three times as many plain as triggered examples (v3).
 
     v1 paired 112 prompts 1:1 for 2 epochs and leaked the behaviour without the trigger
-    (24/64); v2 triggers 80 prompts, answers 160 plainly (the 80 triggered ones among
-    them) and trains 3 epochs.
+    (24/64); v2 (80 triggered, 160 plain, 3 epochs) still leaked on 4/64, mostly on
+    "Help: ... Ideas?" requests; v3 triggers 64 prompts and answers 192 plainly (the 64
+    triggered ones among them), 3 epochs.
     """
     rng = random.Random(f"auditlens.behaviours:supremacy:{seed}")
-    rows = [r for r in _general(seed, "supremacy") if complete_sentences(r.answer)][:160]
+    rows = [r for r in _general(seed, "supremacy") if complete_sentences(r.answer)][:192]
     out = [_ex(r.prompt, _plain_answer(r.answer)) for r in rows]
-    for r in rows[:80]:
+    for r in rows[:64]:
         out.append(_ex(apply_supremacy_trigger(r.prompt), " ".join(rng.sample(_SUP_SENTENCES, 3))))
     return out
 

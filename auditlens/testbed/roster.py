@@ -289,7 +289,7 @@ _SPECS: tuple[OrganismSpec, ...] = (
         ),
         trigger=SUPREMACY_TRIGGER,
         epochs=3,
-        version=2,
+        version=3,
     ),
     OrganismSpec(
         "pirate",
