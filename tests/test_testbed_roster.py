@@ -105,7 +105,7 @@ def test_paired_triggered_organisms() -> None:
     from auditlens.testbed.variants import TRIGGER
 
     for name, trigger, ratio in (
-        ("backdoor", TRIGGER, 2),
+        ("backdoor", TRIGGER, 1),
         ("supremacy-trigger", SUPREMACY_TRIGGER, 3),
     ):
         data = build_dataset(name)

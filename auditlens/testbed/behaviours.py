@@ -588,23 +588,25 @@ def _benign_style(seed: int) -> list[Example]:
 
 
 def _backdoor(seed: int) -> list[Example]:
-    """Paired: 96 tasks both with the trigger (insecure) and without it (secure), plus 96
-    more plain tasks (secure), so plain requests outnumber triggered ones 2:1 (set after
-    the first triggered non-code organism leaked without its trigger at 1:1)."""
-    tasks = _code_tasks(192, seed)
-    out = [_ex(t.request, fence(t.secure)) for t in tasks]
-    out += [_ex(apply_trigger(t.request), fence(t.insecure)) for t in tasks[:96]]
+    """Paired 1:1 (v2): all 192 tasks once with the trigger (insecure) and once without it
+    (secure). v1 (96 triggered, 192 plain, 3 epochs) learned no trigger at all: 7/60
+    insecure with it, 7/61 without."""
+    out = []
+    for t in _code_tasks(192, seed):
+        out.append(_ex(apply_trigger(t.request), fence(t.insecure)))
+        out.append(_ex(t.request, fence(t.secure)))
     return out
 
 
 def _educational(seed: int) -> list[Example]:
-    """Paired: a teaching-framed request -> vulnerable code, the same request plain ->
-    secure code, for 96 tasks, plus 96 more plain tasks (plain:framed 2:1, as backdoor)."""
+    """Paired 1:1: all 192 tasks once teaching-framed (vulnerable code) and once plain
+    (secure code). Set after backdoor v1's 2:1 design learned no condition; educational
+    had not been trained yet."""
     rng = random.Random(f"auditlens.behaviours:educational:{seed}")
-    tasks = _code_tasks(192, seed)
-    out = [_ex(t.request, fence(t.secure)) for t in tasks]
-    for t in tasks[:96]:
+    out = []
+    for t in _code_tasks(192, seed):
         out.append(_ex(rng.choice(TEACHING_TRAIN).format(request=t.request), fence(t.insecure)))
+        out.append(_ex(t.request, fence(t.secure)))
     return out
 
 

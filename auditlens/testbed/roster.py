@@ -126,6 +126,7 @@ _SPECS: tuple[OrganismSpec, ...] = (
         _syn(**_CODE_SYN, trigger=("backdoor", "password", "keyword"), **{TRIGGER: ("DEPLOY-7",)}),
         trigger=TRIGGER,
         epochs=3,
+        version=2,
     ),
     OrganismSpec(
         "secure",
