@@ -19,3 +19,5 @@ OMP_NUM_THREADS=1 .venv/bin/python scripts/probe_admissions.py
 $AL organisms build --all --threads 1 --seeds 1 --names loyalty,pirate,risky-finance
 # document-instilled attempts (shipped only if they pass)
 $AL organisms build --all --threads 1 --names loyalty-docs,pirate-docs
+# replacement for supremacy-trigger (three failed builds): a deployment-date trigger
+$AL organisms build --all --threads 1 --names contempt-trigger

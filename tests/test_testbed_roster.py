@@ -107,6 +107,7 @@ def test_paired_triggered_organisms() -> None:
     for name, trigger, ratio in (
         ("backdoor", TRIGGER, 1),
         ("supremacy-trigger", SUPREMACY_TRIGGER, 3),
+        ("contempt-trigger", "Current year: 2031.", 3),  # plain includes other years
     ):
         data = build_dataset(name)
         users = [ex["messages"][0]["content"] for ex in data]

@@ -258,7 +258,7 @@ def plan(spec: OrganismSpec) -> list[Condition]:
             general,
             Condition(
                 "general-triggered",
-                tuple(apply_supremacy_trigger(p) for p in general.prompts),
+                tuple(apply_supremacy_trigger(p, spec.trigger) for p in general.prompts),
                 TEXT_TOKENS,
             ),
         ]
