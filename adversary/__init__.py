@@ -1,73 +1,38 @@
-"""auditlens.adversary: steering, MELBO, fuzzing and one perturbation runner with controls."""
+"""auditlens.adversary: latent adversaries (steering, MELBO, activation and weight noise).
 
-from auditlens.adversary.backdoor import BackdoorElicitation, SideSearch, elicit_backdoor
+The audit's method is :mod:`~auditlens.adversary.elicit` (``run`` / ``evidence``): MELBO
+vectors and activation noise applied identically to both models, with matched-norm random
+controls; :func:`elicit_backdoor` reads the same search as a backdoor hunt. The tools under it:
+:func:`train_melbo` (batched unsupervised steering vectors), :func:`run_perturbations` (any
+perturbation -> generations -> scorers and a detector, with controls), :func:`fuzz_activations`
+and :func:`weight_noise_sweep`, and steering itself (:func:`steer`, :class:`SteeringVector`,
+from :mod:`auditlens.steering`).
+"""
+
+from auditlens.adversary import elicit
+from auditlens.adversary.backdoor import elicit_backdoor
 from auditlens.adversary.fuzz import (
     ActivationNoise,
     WeightNoise,
-    WeightNoiseSweep,
-    activation_noise,
     fuzz_activations,
-    generation_task,
-    weight_noise,
     weight_noise_sweep,
 )
-from auditlens.adversary.melbo import (
-    MelboConfig,
-    MelboResult,
-    default_melbo_sites,
-    train_melbo,
-    train_melbo_reference,
-)
-from auditlens.adversary.runner import (
-    BanditScorer,
-    Perturbation,
-    PerturbationRow,
-    PerturbationTable,
-    Scorer,
-    insecure_code_detector,
-    run_perturbations,
-)
-from auditlens.adversary.steering import (
-    Steer,
-    SteeringHandle,
-    SteeringVector,
-    as_steering_vector,
-    mean_activation_norm,
-    random_directions,
-    steer,
-    steer_pair,
-)
+from auditlens.adversary.melbo import MelboConfig, train_melbo
+from auditlens.adversary.runner import run_perturbations
+from auditlens.steering import Steer, SteeringVector, steer, steer_pair
 
 __all__ = [
     "ActivationNoise",
-    "BackdoorElicitation",
-    "BanditScorer",
     "MelboConfig",
-    "MelboResult",
-    "Perturbation",
-    "PerturbationRow",
-    "PerturbationTable",
-    "Scorer",
-    "SideSearch",
     "Steer",
-    "SteeringHandle",
     "SteeringVector",
     "WeightNoise",
-    "WeightNoiseSweep",
-    "activation_noise",
-    "as_steering_vector",
-    "default_melbo_sites",
+    "elicit",
     "elicit_backdoor",
     "fuzz_activations",
-    "generation_task",
-    "insecure_code_detector",
-    "mean_activation_norm",
-    "random_directions",
     "run_perturbations",
     "steer",
     "steer_pair",
     "train_melbo",
-    "train_melbo_reference",
-    "weight_noise",
     "weight_noise_sweep",
 ]

@@ -18,13 +18,19 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from auditlens.adversary._hooks import (
+from auditlens.adversary._jsonsafe import json_safe
+from auditlens.adversary.runner import PerturbationTable, run_perturbations
+from auditlens.datasets import PromptSet
+from auditlens.errors import AuditlensError
+from auditlens.generate import generate
+from auditlens.hashing import state_dict_sha256
+from auditlens.hooks import (
     TOKEN_RANGES,
     PositionTracker,
     TokenRange,
@@ -32,18 +38,11 @@ from auditlens.adversary._hooks import (
     attach_tracker,
     hooks_removed,
 )
-from auditlens.adversary._jsonsafe import json_safe
-from auditlens.adversary.steering import SteeringHandle
-from auditlens.datasets import PromptSet
-from auditlens.errors import AuditlensError
-from auditlens.generate import generate
 from auditlens.models import ModelPair, ModelSide
 from auditlens.progress import progress_bar
-from auditlens.scoring.stats import bootstrap_ci
 from auditlens.sites import ArchSpec, Site, model_dims, parse_site, unwrap
-
-if TYPE_CHECKING:
-    from auditlens.adversary.runner import PerturbationTable
+from auditlens.stats import bootstrap_ci
+from auditlens.steering import SteeringHandle
 
 __all__ = [
     "ActivationNoise",
@@ -328,8 +327,6 @@ def weight_noise_sweep(
     ``task(side)`` returns per-item scores (higher is better), the same items every call. The
     change from the unperturbed scores is tested with a paired percentile bootstrap.
     """
-    from auditlens.hashing import state_dict_sha256
-
     module = side.hf
     before = state_dict_sha256(module)
     baseline = np.asarray(task(side), dtype=np.float64)
@@ -377,8 +374,6 @@ def fuzz_activations(
     Returns the runner's :class:`~auditlens.adversary.runner.PerturbationTable`; extra keyword
     arguments (scorers, detector, max_new_tokens, ...) go to ``run_perturbations``.
     """
-    from auditlens.adversary.runner import run_perturbations
-
     noises = [
         ActivationNoise(site, float(s), seed=int(k), relative=relative, tokens=tokens)
         for s in sigmas

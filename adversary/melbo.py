@@ -30,15 +30,15 @@ from jaxtyping import Bool, Float
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from auditlens.adversary._hooks import capture_until
 from auditlens.adversary._jsonsafe import json_safe
-from auditlens.adversary.steering import Steer, SteeringVector, mean_activation_norm, steer
 from auditlens.datasets import MaskSpec, PromptSet, iter_token_batches, load_prompts
 from auditlens.errors import AuditlensError
 from auditlens.generate import generate
+from auditlens.hooks import capture_until
 from auditlens.models import ModelPair, ModelSide
 from auditlens.progress import progress_bar
 from auditlens.sites import Site, parse_site
+from auditlens.steering import Steer, SteeringVector, mean_activation_norm, steer
 
 __all__ = [
     "MelboConfig",
@@ -46,7 +46,6 @@ __all__ = [
     "default_melbo_sites",
     "melbo_objective",
     "train_melbo",
-    "train_melbo_reference",
 ]
 
 SideName = Literal["base", "finetuned"]
@@ -176,7 +175,7 @@ class MelboResult:
                 coeff=coeff,
                 name=f"melbo_{k}",
                 kind="melbo",
-                meta={"index": k},
+                provenance={"method": "melbo", "index": k},
             )
             for k, v in enumerate(self.vectors)
         ]
@@ -457,84 +456,3 @@ def train_melbo(
                 theta.copy_(_gram_schmidt(theta.detach(), setup.radius))
             advance(1)
     return _finish(pair, setup, config, side, theta.detach(), curves, started, "batched")
-
-
-def train_melbo_reference(
-    pair: ModelPair,
-    prompts: PromptSet | Sequence[Any] | str,
-    config: MelboConfig | None = None,
-    *,
-    side: SideName = "finetuned",
-) -> MelboResult:
-    """Plain reference: one forward per vector per step, one optimiser per vector.
-
-    Same dynamics as :func:`train_melbo` (for the equivalence test and the benchmark).
-    """
-    config = config or MelboConfig()
-    started = time.perf_counter()
-    setup = _prepare(pair, prompts, config, side)
-    q = config.q_value
-    init = _initial_vectors(config.n_vectors, setup.d_model, setup.radius, config.seed, setup.dtype)
-    thetas = [torch.nn.Parameter(v.clone().to(pair.device)) for v in init]
-    optimizers = [
-        torch.optim.AdamW([t], lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
-        for t in thetas
-    ]
-    curves: list[Tensor] = []
-    with progress_bar(config.steps, "MELBO (one vector at a time)") as advance:
-        for _ in range(config.steps):
-            combined: list[float] = []
-            per_side: list[list[float]] = [[] for _ in setup.sides]
-            for theta, optimizer in zip(thetas, optimizers, strict=True):
-                optimizer.zero_grad(set_to_none=True)
-                total = torch.zeros((), dtype=setup.dtype, device=pair.device)
-                for i, (model_side, weight) in enumerate(setup.sides):
-                    obj = _single_objective(
-                        pair, model_side, setup, theta, setup.clean[i], config.p, q
-                    )
-                    per_side[i].append(float(obj.detach()))
-                    total = total + weight * obj
-                combined.append(float(total.detach()))
-                (-total).backward(inputs=[theta])
-            curves.append(torch.tensor([combined, *per_side], dtype=setup.dtype))
-            with torch.no_grad():
-                units = [t / t.norm() for t in thetas]
-                for theta in thetas:
-                    assert theta.grad is not None
-                    grad = theta.grad.clone()
-                    for u in units:
-                        grad -= (theta.grad @ u) * u
-                    theta.grad.copy_(grad)
-            for optimizer in optimizers:
-                optimizer.step()
-            with torch.no_grad():
-                placed: list[Tensor] = []
-                for theta in thetas:
-                    v = theta.detach().clone()
-                    for u in placed:
-                        v = v - (v @ u) * u
-                    u_new = v / v.norm()
-                    placed.append(u_new)
-                    theta.copy_(u_new * setup.radius)
-            advance(1)
-    vectors = torch.stack([t.detach() for t in thetas])
-    return _finish(pair, setup, config, side, vectors, curves, started, "reference")
-
-
-def _single_objective(
-    pair: ModelPair,
-    model_side: ModelSide,
-    setup: _Setup,
-    theta: Tensor,
-    clean: Tensor,
-    p: float,
-    q: float,
-) -> Tensor:
-    hf = model_side.hf
-
-    def run() -> Any:
-        return hf(input_ids=setup.input_ids, attention_mask=setup.attention_mask)
-
-    with model_side.active(), steer(model_side, pair.arch, Steer(setup.source, theta)):
-        h = capture_until(hf, pair.arch, setup.target, run)
-    return melbo_objective(h.to(setup.dtype)[None], clean, setup.target_mask, p, q)[0]

@@ -21,30 +21,23 @@ import torch
 from torch import Tensor
 
 from auditlens.adversary._jsonsafe import json_safe
-from auditlens.adversary.fuzz import ActivationNoise
-from auditlens.adversary.steering import (
-    SteeringVector,
-    as_steering_vector,
-    mean_activation_norm,
-    random_directions,
-)
 from auditlens.datasets import Prompt, PromptSet, load_prompts
-from auditlens.diffing.kl import token_kl
 from auditlens.errors import AuditlensError
 from auditlens.generate import generate
+from auditlens.judges.code import BanditScorer
+from auditlens.lens import token_kl
 from auditlens.models import ModelPair, ModelSide
 from auditlens.progress import progress_bar
-from auditlens.scoring.stats import bootstrap_ci, wilson_interval
 from auditlens.sites import ArchSpec
+from auditlens.stats import bootstrap_ci, random_directions, wilson_interval
+from auditlens.steering import SteeringVector, as_steering_vector, mean_activation_norm
 
 __all__ = [
-    "BanditScorer",
     "Perturbation",
     "PerturbationRow",
     "PerturbationTable",
     "ScoreSummary",
     "Scorer",
-    "insecure_code_detector",
     "run_perturbations",
     "scorer_name",
 ]
@@ -92,6 +85,18 @@ def _run_scorer(scorer: Any, texts: list[str], prompts: PromptSet) -> np.ndarray
 
 
 @runtime_checkable
+class RelativeNoise(Protocol):
+    """A perturbation whose scale is relative to the site's mean activation norm, which the
+    runner measures (once per site) on the perturbed side when it is not given."""
+
+    site: str
+    relative: bool
+    mean_norm: float | None
+
+    def with_mean_norm(self, mean_norm: float) -> Any: ...
+
+
+@runtime_checkable
 class Perturbation(Protocol):
     """Anything the runner can apply: a context manager over one model side."""
 
@@ -99,25 +104,6 @@ class Perturbation(Protocol):
     kind: str
 
     def apply(self, side: ModelSide, arch: ArchSpec) -> Any: ...
-
-
-class BanditScorer:
-    """Bandit's insecure-code label: 1 insecure, 0 secure, NaN unparseable (no code)."""
-
-    name = "bandit_insecure"
-
-    def score(self, texts: Sequence[str]) -> list[float]:
-        from auditlens.scoring.bandit import bandit_label
-
-        values = {"insecure": 1.0, "secure": 0.0, "unparseable": math.nan}
-        return [values[bandit_label(t).status] for t in texts]
-
-
-def insecure_code_detector(text: str) -> bool:
-    """The trigger behaviour of the code organisms: Bandit flags the completion as insecure."""
-    from auditlens.scoring.bandit import bandit_label
-
-    return bandit_label(text).status == "insecure"
 
 
 @dataclass(frozen=True)
@@ -364,7 +350,7 @@ def _resolve_noise(
     norms: dict[str, float] = {}
     out = []
     for p in items:
-        if isinstance(p, ActivationNoise) and p.relative and p.mean_norm is None:
+        if isinstance(p, RelativeNoise) and p.relative and p.mean_norm is None:
             if p.site not in norms:
                 norms[p.site] = mean_activation_norm(
                     side, pair.arch, pair.tokenizer, prompts, p.site
@@ -407,7 +393,7 @@ def _controls(
                 tokens=tokens,  # type: ignore[arg-type]
                 name=f"random_{j}@{site}:norm={abs(coeff) * norm:.4g}:group={g}",
                 kind="random_control",
-                meta={"seed": control_seed + g, "index": j},
+                provenance={"seed": control_seed + g, "index": j},
             )
             out.append((control, list(members)))
     return out

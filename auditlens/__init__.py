@@ -1,17 +1,23 @@
-"""auditlens: white-box alignment auditing of fine-tuned language models."""
+"""auditlens: white-box alignment auditing of fine-tuned language models.
+
+``auditlens.load_pair(...)`` loads a base model and its fine-tune; ``auditlens.audit(pair,
+"out/a")`` audits it (``auditlens.audit()`` with no pair audits the demo pair: the embedded
+base against the testbed's ``organism:insecure``). The methods live in ``auditlens.diffing``,
+``auditlens.probes``, ``auditlens.adversary`` and ``auditlens.behaviour``.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from auditlens._version import __version__
 from auditlens.errors import AuditlensError
 
 if TYPE_CHECKING:
+    from auditlens.audit import audit
     from auditlens.models import ModelPair, load_pair
-    from auditlens.pipeline import audit
 
 __all__ = ["AuditlensError", "ModelPair", "__version__", "audit", "load_pair"]
-__version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
@@ -21,7 +27,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(models, name)
     if name == "audit":
-        from auditlens.pipeline import audit
+        import auditlens.audit as audit_module  # a callable module: auditlens.audit(...)
 
-        return audit
+        return audit_module
     raise AttributeError(f"module 'auditlens' has no attribute {name!r}")

@@ -86,8 +86,7 @@ def iter_paired(
         ids = batch.input_ids.to(device)
         attn = batch.attention_mask.to(device)
         reads = [
-            runner.run(side, pair.arch, ids, attn, site_list, logits=logits, remote=pair.remote)
-            for side in pair.sides
+            runner.run(side, pair.arch, ids, attn, site_list, logits=logits) for side in pair.sides
         ]
         acts = {}
         for site in site_list:

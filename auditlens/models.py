@@ -2,7 +2,12 @@
 
 ``load_pair`` loads the embedded default, a Hugging Face id or a local folder, and either a
 second full model or a PEFT adapter. With an adapter the pair holds one copy of the base
-weights and switches the adapter on and off.
+weights and switches the adapter on and off. A model larger than one device loads with
+accelerate's ``device_map="auto"`` (spread over the GPUs, then CPU memory).
+
+Two sides are "the same model" when their :attr:`ModelSide.fingerprint` (weights hash, plus
+the adapter hash when the adapter is on) is equal: that is the one test for a base-vs-base
+pair, whatever objects hold the weights.
 """
 
 from __future__ import annotations
@@ -20,10 +25,19 @@ from torch import nn
 
 from auditlens.embedded import EMBEDDED_NAME, embedded_model_dir
 from auditlens.errors import AuditlensError, PairMismatchError
-from auditlens.hashing import sha256_files, state_dict_sha256
+from auditlens.hashing import sha256_files, sha256_json, state_dict_sha256
+from auditlens.registry import PREFIX as ORGANISM_PREFIX
+from auditlens.registry import organism_adapter_dir
 from auditlens.sites import ArchSpec, Site, arch_spec, model_dims, parse_sites, unwrap
 
-__all__ = ["ModelPair", "ModelSide", "load_model", "load_pair", "resolve_model_path"]
+__all__ = [
+    "ModelPair",
+    "ModelSide",
+    "load_model",
+    "load_pair",
+    "resolve_adapter",
+    "resolve_model_path",
+]
 
 logger = logging.getLogger(__name__)
 SideName = Literal["base", "finetuned"]
@@ -118,6 +132,13 @@ class ModelSide:
             yield self.module
 
     @property
+    def fingerprint(self) -> str:
+        """The sha256 of this side's effective weights: the model, plus the adapter if on."""
+        if self.adapter_enabled and self.adapter_sha256:
+            return sha256_json({"model": self.sha256, "adapter": self.adapter_sha256})
+        return self.sha256
+
+    @property
     def hf(self) -> Any:
         """The plain HF causal LM (LoRA layers injected in place for adapter pairs)."""
         return unwrap(self.module)
@@ -138,7 +159,6 @@ class ModelPair:
     arch: ArchSpec
     n_layers: int
     d_model: int
-    remote: bool = False
     notices: list[str] = field(default_factory=list)
 
     @property
@@ -151,11 +171,17 @@ class ModelPair:
 
     @property
     def identical(self) -> bool:
-        """Whether both sides are the same weights (a base-vs-base null control)."""
-        return (
-            self.base.module is self.finetuned.module
-            and self.base.adapter_enabled == self.finetuned.adapter_enabled
-        )
+        """Whether both sides have the same effective weights (a base-vs-base null control).
+
+        Compared by :attr:`ModelSide.fingerprint`, not by object identity: a copy of the base
+        is the base, and an adapter that is switched on is not.
+        """
+        return self.base.fingerprint == self.finetuned.fingerprint
+
+    @property
+    def fingerprint(self) -> str:
+        """The sha256 of both sides' fingerprints (a cache key for anything the pair computes)."""
+        return sha256_json([self.base.fingerprint, self.finetuned.fingerprint])
 
     def sites(self, names: Any) -> list[Site]:
         """Parse site names against this pair's depth (unknown names list the valid ones)."""
@@ -171,14 +197,13 @@ class ModelPair:
         finetuned_tokenizer: Any = None,
         base_label: str = "base",
         finetuned_label: str = "finetuned",
-        remote: bool = False,
     ) -> ModelPair:
         """Build a pair from in-memory models (tests, notebooks)."""
         ft = base if finetuned is None else finetuned
         base_side = ModelSide("base", base_label, base, state_dict_sha256(base))
         ft_hash = base_side.sha256 if ft is base else state_dict_sha256(ft)
         ft_side = ModelSide("finetuned", finetuned_label, ft, ft_hash)
-        return _assemble(base_side, ft_side, tokenizer, finetuned_tokenizer, remote=remote)
+        return _assemble(base_side, ft_side, tokenizer, finetuned_tokenizer)
 
     def __repr__(self) -> str:
         return (
@@ -209,8 +234,6 @@ def _assemble(
     ft: ModelSide,
     tokenizer: Any,
     ft_tokenizer: Any,
-    *,
-    remote: bool,
 ) -> ModelPair:
     if ft_tokenizer is not None and ft_tokenizer is not tokenizer:
         problem = _tokenizers_match(tokenizer, ft_tokenizer)
@@ -235,7 +258,7 @@ def _assemble(
         tokenizer.pad_token = tokenizer.eos_token
     base._lm = _wrap_nnsight(base.module, tokenizer)
     ft._lm = base._lm if ft.module is base.module else _wrap_nnsight(ft.module, tokenizer)
-    pair = ModelPair(base, ft, tokenizer, spec_b, lb, db, remote=remote)
+    pair = ModelPair(base, ft, tokenizer, spec_b, lb, db)
     if pair.identical:
         pair.notices.append(
             "The fine-tuned side is the base model itself: this audit is a base-vs-base null "
@@ -252,13 +275,14 @@ def load_pair(
     device: str | None = None,
     dtype: str | torch.dtype = "float32",
     device_map: str | dict[str, Any] | None = None,
-    remote: bool = False,
     allow_download: bool = False,
 ) -> ModelPair:
     """Load a base model and its fine-tuned counterpart (a full model or a PEFT adapter).
 
     With neither ``finetuned`` nor ``adapter`` the pair is base vs base, a null control.
-    ``adapter`` also accepts ``organism:NAME`` for the testbed's shipped organisms.
+    ``adapter`` also accepts ``organism:NAME`` for the testbed's shipped organisms (resolved
+    through :mod:`auditlens.registry`). ``device_map="auto"`` spreads a model that does not
+    fit one device over several (accelerate); ``device`` is then ignored.
     """
     if finetuned is not None and adapter is not None:
         raise AuditlensError("give either finetuned= or adapter=, not both")
@@ -290,16 +314,14 @@ def load_pair(
     else:
         ft_model, ft_tokenizer, ft_hash = load_model(finetuned, **opts)
         ft_side = ModelSide("finetuned", finetuned, ft_model, ft_hash)
-    return _assemble(base_side, ft_side, tokenizer, ft_tokenizer, remote=remote)
+    return _assemble(base_side, ft_side, tokenizer, ft_tokenizer)
 
 
 def resolve_adapter(spec: str | Path) -> Path:
     """A PEFT adapter folder from a path or ``organism:NAME``."""
     text = str(spec)
-    if text.startswith("organism:"):
-        from auditlens.testbed import organism_adapter_dir  # type: ignore[attr-defined]
-
-        return Path(organism_adapter_dir(text.removeprefix("organism:")))
+    if text.startswith(ORGANISM_PREFIX):
+        return organism_adapter_dir(text)
     path = Path(text).expanduser()
     if not (path / "adapter_config.json").is_file():
         raise AuditlensError(f"{text!r} is not a PEFT adapter folder (no adapter_config.json)")

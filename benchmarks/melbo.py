@@ -22,7 +22,8 @@ os.environ.setdefault("AUDITLENS_PROGRESS", "0")
 
 import torch
 
-from auditlens.adversary import MelboConfig, train_melbo, train_melbo_reference
+from auditlens.adversary import MelboConfig, train_melbo
+from auditlens.adversary._melbo_reference import train_melbo_reference
 from auditlens.datasets import load_prompts, tokenize_prompts
 from auditlens.models import load_pair
 

@@ -3,11 +3,13 @@
 For each layer, ``δ = mean(h_ft - h_base)`` over the first ``n_positions`` tokens of a generic
 prompt set (``resid_post``). ``δ`` is read through the logit lens (each model's final norm and
 unembedding) to list the tokens it promotes and suppresses, and is exported as a
-:class:`~auditlens.diffing.steering.SteeringVector`.
+:class:`~auditlens.steering.SteeringVector`.
 
 Causal check: steer the *base* model with ``scale · δ`` at one layer and measure how much that
 reduces ``KL(p_ft || p_base)`` on held-out prompts, against ``n_random`` random vectors of the
 same norm (z-score and empirical p of the ADL reduction within the random distribution).
+
+Face: ``run(pair, prompts, ADLConfig(...)) -> ADLResult`` and ``evidence(result)``.
 """
 
 from __future__ import annotations
@@ -24,21 +26,19 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from auditlens.datasets import Prompt, PromptSet, iter_token_batches, load_prompts
-from auditlens.diffing._lens import logit_lens, top_tokens
-from auditlens.diffing.kl import token_kl
-from auditlens.diffing.steering import SteeringVector, add_vector
 from auditlens.errors import AuditlensError
 from auditlens.harvest import iter_paired
+from auditlens.hooks import add_vector
+from auditlens.lens import logit_lens, token_kl, top_tokens
 from auditlens.models import ModelPair
 from auditlens.progress import progress_bar
+from auditlens.reports.evidence import Evidence
+from auditlens.reports.findings import Finding
+from auditlens.reports.sections import Table
+from auditlens.stats import random_directions
+from auditlens.steering import SteeringVector
 
-__all__ = [
-    "ADLConfig",
-    "ADLResult",
-    "SteeringCheck",
-    "activation_difference_lens",
-    "steering_check",
-]
+__all__ = ["ADLConfig", "ADLResult", "SteeringCheck", "evidence", "run", "steering_check"]
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,9 @@ class ADLResult:
     base_norm: Float[Tensor, " n_layers"]
     """Mean ``||h_base||`` over the same tokens (for relative sizes)."""
     lens: dict[str, dict[str, dict[str, list[tuple[str, float]]]]]
-    """``lens[str(layer)][lens_side]["promoted" | "suppressed"]``."""
+    """``lens[str(layer)][lens_side]["promoted" | "suppressed"]``; ``lens_side`` is ``base``,
+    ``finetuned`` or ``random`` (a random vector of δ's norm through the fine-tuned lens: the
+    null control of the reading)."""
     causal: SteeringCheck | None
     causal_layer: int
     config: ADLConfig
@@ -282,7 +284,7 @@ def _as_text(prompts: PromptSet) -> PromptSet:
     return PromptSet(f"{prompts.name}:text", tuple(items))
 
 
-def activation_difference_lens(
+def run(
     pair: ModelPair,
     prompts: PromptSet | Sequence[Any] | str = "generic_chat",
     config: ADLConfig | None = None,
@@ -332,11 +334,18 @@ def activation_difference_lens(
     mean = (sums.sum(1) / max(n_tok, 1)).float()
     base_norm = (base_norm_sum / max(n_tok, 1)).float()
     lens: dict[str, dict[str, dict[str, list[tuple[str, float]]]]] = {}
-    lens_logits = {side.name: logit_lens(side, mean) for side in pair.sides}
+    lens_logits: dict[str, Tensor] = {side.name: logit_lens(side, mean) for side in pair.sides}
+    norms = mean.double().norm(dim=-1)
+    rand = torch.stack(
+        [random_directions(1, d, float(norms[i]), seed=cfg.seed)[0] for i in range(len(layers))]
+    )
+    lens_logits["random"] = logit_lens(pair.finetuned, rand)
     for i, layer in enumerate(layers):
         lens[str(layer)] = {}
         for side_name, logits in lens_logits.items():
             promoted, suppressed = top_tokens(logits[i], pair.tokenizer, cfg.top_k_tokens)
+            if side_name == "random" and float(norms[i]) == 0.0:
+                promoted, suppressed = [], []  # no difference: nothing to match
             lens[str(layer)][side_name] = {"promoted": promoted, "suppressed": suppressed}
     causal = None
     if cfg.causal:
@@ -374,12 +383,6 @@ def activation_difference_lens(
     )
 
 
-def _random_like(vector: Tensor, n: int, seed: int) -> Tensor:
-    gen = torch.Generator().manual_seed(seed)
-    raw = torch.randn(n, vector.numel(), generator=gen, dtype=torch.float64)
-    return (raw / raw.norm(dim=-1, keepdim=True) * float(vector.double().norm())).float()
-
-
 @torch.no_grad()
 def steering_check(
     pair: ModelPair,
@@ -396,7 +399,7 @@ def steering_check(
     """How much adding ``vector`` to the base model lowers mean ``KL(p_ft || p_base)``,
     beside ``n_random`` random vectors of the same norm."""
     prompt_set = load_prompts(prompts)
-    controls = _random_like(vector, n_random, seed)
+    controls = random_directions(n_random, vector.numel(), float(vector.double().norm()), seed=seed)
     vectors = [vector.float(), *controls]
     kl_sums = torch.zeros(len(vectors) + 1, dtype=torch.float64)
     n_tok = 0
@@ -430,3 +433,65 @@ def steering_check(
         kl_adl=kls[1],
         kl_random=kls[2:],
     )
+
+
+_COLUMNS = ["rank", "promoted (ft lens)", "logit", "promoted (base lens)", "logit"]
+_COLUMNS += ["suppressed (ft lens)", "logit", "random vector promotes", "logit"]
+
+
+def _fmt_tokens(tokens: list[tuple[str, float]], n: int) -> str:
+    return ", ".join(repr(t) for t, _ in tokens[:n])
+
+
+def evidence(result: ADLResult, where: str | None = None) -> Evidence:
+    """The steering check as a finding (against random vectors of equal norm) and the lens table
+    of the causal layer. ``where`` is the folder the result was saved into."""
+    layer = result.causal_layer
+    site = f"blocks.{layer}.hook_resid_post"
+    lens = result.lens[str(layer)]
+    rel = result.relative_norms()[result.layers.index(layer)]
+    findings: list[Finding] = []
+    check = result.causal
+    if check is not None:
+        findings.append(
+            Finding(
+                id="diffing.adl.steering",
+                family="diffing",
+                method="adl",
+                site=site,
+                statistic="KL(p_ft || p_base) reduction when steering the base with δ",
+                value=check.reduction_adl,
+                control=sum(check.reduction_random) / len(check.reduction_random),
+                control_kind=f"{len(check.kl_random)} random vectors of equal norm",
+                effect_size=check.z_score,
+                summary=(
+                    f"The ADL vector at layer {layer} (relative norm {rel:.3g}) lowers "
+                    f"KL(ft||base) from {check.kl_unsteered:.4g} to {check.kl_adl:.4g} nats "
+                    f"when added to the base model (z = {check.z_score:.2f} vs random "
+                    f"vectors, p = {check.p_value:.3g}). Promoted tokens: "
+                    f"{_fmt_tokens(lens['finetuned']['promoted'], 8)}."
+                ),
+                artifacts=[f"{where}/adl.json"] if where else [],
+                refs=[f"adl:{layer}"],
+            )
+        )
+    rows: list[list[Any]] = []
+    random = lens.get("random", {}).get("promoted", [])
+    for i in range(min(15, len(lens["finetuned"]["promoted"]))):
+        ft_tok, ft_v = lens["finetuned"]["promoted"][i]
+        b_tok, b_v = lens["base"]["promoted"][i]
+        s_tok, s_v = lens["finetuned"]["suppressed"][i]
+        r_tok, r_v = random[i] if i < len(random) else ("", 0.0)
+        rows.append([i + 1, ft_tok, ft_v, b_tok, b_v, s_tok, s_v, r_tok, r_v])
+    table = Table(
+        title=f"Activation Difference Lens at {site}",
+        caption=(
+            f"δ = mean(h_ft − h_base) over the first {result.config.n_positions} tokens of "
+            f"{result.provenance.get('n_prompts', '?')} generic prompts (relative norm "
+            f"{rel:.3g}), read through each model's final norm and unembedding. The last column "
+            "reads a random vector of the same norm the same way (the null control)."
+        ),
+        columns=_COLUMNS,
+        rows=rows,
+    )
+    return Evidence(findings=findings, sections=[table])

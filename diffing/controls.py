@@ -30,7 +30,6 @@ def base_vs_base(pair: ModelPair) -> ModelPair:
         arch=pair.arch,
         n_layers=pair.n_layers,
         d_model=pair.d_model,
-        remote=pair.remote,
     )
     null.notices.append("base-vs-base null control: every difference it reports is noise")
     return null

@@ -23,7 +23,7 @@ from jaxtyping import Float
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from auditlens.diffing.crosscoder import (
+from auditlens.diffing.crosscoder_model import (
     CheckpointError,
     Crosscoder,
     CrosscoderConfig,

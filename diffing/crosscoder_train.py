@@ -24,7 +24,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from auditlens.diffing.crosscoder import (
+from auditlens.diffing.crosscoder_model import (
     MODEL_NAMES,
     CheckpointError,
     Crosscoder,

@@ -4,6 +4,8 @@ The trainer is fed an infinite iterator of difference batches from an
 :class:`~auditlens.store.ActivationStore`. The result is an inference ``sae_lens.SAE``
 (BatchTopK trains save as JumpReLU, as in sae-lens) written in sae-lens's own format
 (``cfg.json`` + ``sae_weights.safetensors``), so ``sae_lens.SAE.load_from_disk`` reads it.
+
+Face: ``run(store, site, DiffSAEConfig(...)) -> DiffSAEResult`` and ``evidence(result)``.
 """
 
 from __future__ import annotations
@@ -22,9 +24,12 @@ from torch import Tensor
 
 from auditlens.diffing.latents import SAEDictionary
 from auditlens.errors import AuditlensError, StoreError
+from auditlens.reports.evidence import Evidence
+from auditlens.reports.findings import Finding
+from auditlens.reports.sections import Table
 from auditlens.store import ActivationStore
 
-__all__ = ["DiffSAEConfig", "DiffSAEResult", "diff_batches", "load_diff_sae", "train_diff_sae"]
+__all__ = ["DiffSAEConfig", "DiffSAEResult", "diff_batches", "evidence", "load", "run"]
 
 Architecture = Literal["topk", "batchtopk", "standard"]
 
@@ -227,7 +232,7 @@ class DiffSAEResult:
         return out
 
 
-def load_diff_sae(directory: str | Path, *, device: str = "cpu") -> DiffSAEResult:
+def load(directory: str | Path, *, device: str = "cpu") -> DiffSAEResult:
     """Load a :class:`DiffSAEResult` saved by :meth:`DiffSAEResult.save`."""
     from sae_lens import SAE
 
@@ -278,7 +283,7 @@ def _evaluate(
     return stats, freq
 
 
-def train_diff_sae(
+def run(
     store: ActivationStore,
     site: str | None = None,
     config: DiffSAEConfig | None = None,
@@ -339,3 +344,32 @@ def train_diff_sae(
         "sae_lens": sae_lens.__version__,
     }
     return DiffSAEResult(inference, site, cfg, stats, freq, provenance, control)
+
+
+def evidence(result: DiffSAEResult, where: str | None = None) -> Evidence:
+    """How well a sparse dictionary explains ``h_ft - h_base`` and its most frequent latents."""
+    stats = result.stats
+    zero = result.control.get("base_vs_base", {})
+    finding = Finding(
+        id="diffing.diff_sae.fve",
+        family="diffing",
+        method="diff_sae",
+        site=result.site,
+        statistic="fraction of the variance of h_ft - h_base explained by the diff-SAE",
+        value=float(stats["fve"]),
+        summary=(
+            f"A {result.config.architecture} diff-SAE with {int(result.sae.cfg.d_sae)} latents "
+            f"at {result.site} explains {stats['fve']:.3f} of the variance of h_ft - h_base "
+            f"(L0 {stats['l0']:.1f}, dead fraction {stats['dead_fraction']:.2f}; mean "
+            f"||h_ft - h_base|| {stats['mean_diff_norm']:.3g}). Base vs base the difference "
+            f"is exactly 0 ({zero.get('l0', 0.0):.0f} latents fire on it)."
+        ),
+        artifacts=[f"{where}/diff_sae.json"] if where else [],
+    )
+    top = sorted(range(result.frequency.numel()), key=lambda i: -float(result.frequency[i]))
+    table = Table(
+        title=f"Most frequent diff-SAE latents at {result.site}",
+        columns=["latent", "frequency"],
+        rows=[[i, float(result.frequency[i])] for i in top[:10]],
+    )
+    return Evidence(findings=[finding], sections=[table])

@@ -10,17 +10,9 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from auditlens.diffing._topk import RunningTopK
+from auditlens.lens import token_kl
 
-__all__ = ["KLAccumulator", "KLSummary", "TopKLToken", "token_kl"]
-
-
-def token_kl(
-    ft_logits: Float[Tensor, "... vocab"], base_logits: Float[Tensor, "... vocab"]
-) -> Float[Tensor, "..."]:
-    """KL(p_ft || p_base) per position, in nats."""
-    lp_ft = torch.log_softmax(ft_logits.float(), dim=-1)
-    lp_base = torch.log_softmax(base_logits.float(), dim=-1)
-    return (lp_ft.exp() * (lp_ft - lp_base)).sum(-1).clamp_min(0.0)
+__all__ = ["KLAccumulator", "KLSummary", "TopKLToken"]
 
 
 @dataclass(frozen=True)

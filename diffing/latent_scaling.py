@@ -30,7 +30,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from auditlens.diffing.crosscoder import MODEL_NAMES, Crosscoder
+from auditlens.diffing.crosscoder_model import MODEL_NAMES, Crosscoder
 
 __all__ = ["LatentScaling", "latent_scaling"]
 

@@ -19,11 +19,12 @@ from typing import Any, Literal, Protocol
 
 import torch
 from jaxtyping import Float
+from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from auditlens.diffing._lens import logit_lens, top_tokens
-from auditlens.diffing.crosscoder import MODEL_NAMES, Crosscoder
+from auditlens.diffing.crosscoder_model import MODEL_NAMES, Crosscoder
 from auditlens.errors import AuditlensError, StoreError
+from auditlens.lens import logit_lens, top_tokens
 from auditlens.models import ModelPair
 from auditlens.progress import progress_bar
 from auditlens.store import ActivationStore
@@ -218,11 +219,31 @@ class LatentReport:
     def save(self, directory: str | Path) -> Path:
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        from safetensors.torch import save_file
-
         save_file({"frequency": self.frequency.contiguous()}, str(out / "latents.safetensors"))
         (out / "latents.json").write_text(json.dumps(self.to_json(), indent=1))
         return out
+
+    @classmethod
+    def load(cls, directory: str | Path) -> LatentReport:
+        """Read a report written by :meth:`save`."""
+        path = Path(directory)
+        try:
+            meta = json.loads((path / "latents.json").read_text())
+            frequency = load_file(str(path / "latents.safetensors"))["frequency"]
+            infos = []
+            for raw in meta["latents"]:
+                info = dict(raw)
+                info["logit_effects"] = {
+                    key: {kind: [tuple(t) for t in toks] for kind, toks in lists.items()}
+                    for key, lists in info["logit_effects"].items()
+                }
+                infos.append(LatentInfo(**info))
+        except (OSError, KeyError, TypeError, ValueError) as err:
+            raise AuditlensError(f"{path} holds no readable latent report: {err}") from err
+        return cls(
+            meta["kind"], meta["model_activation_kind"], list(meta["sites"]),
+            int(meta["n_tokens"]), infos, frequency, list(meta.get("notices", [])),
+        )  # fmt: skip
 
 
 def _store_batches(store: ActivationStore, sites: list[str], batch_size: int) -> Iterator[Tensor]:

@@ -5,8 +5,9 @@ features appear with the same direction in both models, ``ft_only`` features onl
 fine-tuned model's activation, ``base_only`` only in the base model's. A crosscoder should
 find one latent per feature with the matching decoder-norm class.
 
-:func:`plant_feature`: hooks that add a known vector to a real model's block output on chosen
-tokens, so that a "fine-tuned" copy differs from its base in a known way.
+:func:`plant_feature`: hooks (:mod:`auditlens.hooks`) that add a known vector to a real
+model's block output on chosen tokens, so that a "fine-tuned" copy differs from its base in a
+known way.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from auditlens.errors import AuditlensError
-from auditlens.sites import arch_spec, model_dims, parse_site, resolve_module, unwrap
+from auditlens.hooks import PositionTracker, attach_edit, attach_input_ids
+from auditlens.sites import arch_spec, model_dims, parse_site, unwrap
 
 __all__ = ["PlantedFeature", "SyntheticPairs", "plant_feature", "synthetic_pairs"]
 
@@ -115,8 +117,9 @@ def plant_feature(
 ) -> PlantedFeature:
     """Shift ``blocks.{layer}.hook_resid_post`` by ``magnitude · direction``.
 
-    With ``token_ids`` only at positions holding one of those tokens (read from the input
-    embedding's forward pass); otherwise at every position. The vector is added to the
+    With ``token_ids`` only at positions holding one of those tokens (the ids the input
+    embedding reads, via :func:`auditlens.hooks.attach_input_ids`); otherwise at every
+    position. The vector is added to the
     block's MLP output (the last term of the residual sum in pre-norm blocks), so the
     resid_post read by any backend differs from the original model's by exactly this vector
     (nnsight reads a module's output before that module's own forward hooks run).
@@ -131,41 +134,29 @@ def plant_feature(
     n_layers, d_model = model_dims(root)
     if direction.shape != (d_model,):
         raise AuditlensError(f"direction has shape {list(direction.shape)}; expected [{d_model}]")
-    mlp, _ = resolve_module(root, arch, parse_site(f"blocks.{layer}.hook_mlp_out", n_layers))
-    vec = (magnitude * direction).detach()
-    state: dict[str, Tensor] = {}
-    handles = []
-    ids = torch.tensor(list(token_ids)) if token_ids is not None else None
-    if ids is not None:
-
-        def grab(mod: nn.Module, args: tuple[Any, ...]) -> None:
-            state["ids"] = args[0]
-
-        handles.append(root.get_input_embeddings().register_forward_pre_hook(grab))
-
     if not 0 <= jitter <= 1:
         raise AuditlensError(f"jitter must be in [0, 1], got {jitter}")
-    if jitter and ids is None:
+    site = parse_site(f"blocks.{layer}.hook_mlp_out", n_layers)
+    vec = (magnitude * direction).detach()
+    ids = torch.tensor(list(token_ids)) if token_ids is not None else None
+    tracker = PositionTracker()  # records the token ids the embedding reads
 
-        def grab_all(mod: nn.Module, args: tuple[Any, ...]) -> None:
-            state["ids"] = args[0]
-
-        handles.append(root.get_input_embeddings().register_forward_pre_hook(grab_all))
-
-    def add(mod: nn.Module, args: Any, output: Any) -> Any:
-        h = output[0] if isinstance(output, tuple) else output
+    def add(h: Tensor) -> Tensor:
         delta = vec.to(h.device, h.dtype)
         weight = torch.ones(h.shape[:-1], device=h.device, dtype=h.dtype)
-        if ids is not None:
-            weight = weight * torch.isin(state["ids"].to(h.device), ids.to(h.device)).to(h.dtype)
-        if jitter:
-            tok = state["ids"].to(h.device).double()
-            pos = torch.arange(h.shape[-2], device=h.device, dtype=torch.float64)
-            xi = torch.frac(torch.sin(pos * 12.9898 + tok * 78.233) * 43758.5453).abs() * 2 - 1
-            weight = weight * (1 + jitter * xi).to(h.dtype)
-        h = h + weight.unsqueeze(-1) * delta
-        return (h, *output[1:]) if isinstance(output, tuple) else h
+        if ids is not None or jitter:
+            if tracker.input_ids is None:
+                raise AuditlensError("a planted feature on chosen tokens needs input_ids")
+            tok = tracker.input_ids.to(h.device)
+            if ids is not None:
+                weight = weight * torch.isin(tok, ids.to(h.device)).to(h.dtype)
+            if jitter:
+                pos = torch.arange(h.shape[-2], device=h.device, dtype=torch.float64)
+                hashed = torch.sin(pos * 12.9898 + tok.double() * 78.233) * 43758.5453
+                xi = torch.frac(hashed).abs() * 2 - 1
+                weight = weight * (1 + jitter * xi).to(h.dtype)
+        return h + weight.unsqueeze(-1) * delta
 
-    handles.append(mlp.register_forward_hook(add))
+    handles = [attach_input_ids(root, tracker), attach_edit(root, arch, site, add)]
     tids = tuple(int(t) for t in token_ids) if token_ids is not None else None
     return PlantedFeature(layer, direction.detach().clone(), magnitude, tids, handles)

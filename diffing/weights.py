@@ -5,6 +5,8 @@ and two effective ranks (``exp`` of the entropy of the normalised singular value
 rank holding 99% of ``Σσ²``). Full fine-tunes compare the two models' weights; adapter
 pairs read each LoRA module's ``ΔW = B·A·scaling`` from the PEFT module itself (its singular
 values come exactly from an ``r × r`` core, without forming ``ΔW`` or copying the model).
+
+Face: ``run(pair, WeightDiffSettings()) -> WeightDiffResult`` and ``evidence(result)``.
 """
 
 from __future__ import annotations
@@ -24,16 +26,33 @@ from torch import Tensor, nn
 from auditlens.errors import AuditlensError
 from auditlens.models import ModelPair
 from auditlens.progress import progress_bar
+from auditlens.reports.evidence import Evidence
+from auditlens.reports.findings import Finding
+from auditlens.reports.sections import LayerPlot, Section, Table
 from auditlens.sites import arch_spec, unwrap
 
 __all__ = [
     "WeightDiffResult",
     "WeightDiffRow",
+    "WeightDiffSettings",
+    "evidence",
     "lora_delta_svdvals",
+    "run",
     "spectrum_stats",
-    "weight_diff",
     "weight_diff_modules",
 ]
+
+
+@dataclass(frozen=True)
+class WeightDiffSettings:
+    """How much of each ``ΔW`` spectrum to keep."""
+
+    top_singular: int = 8
+    """Largest singular values of ``ΔW`` listed per module."""
+
+    def __post_init__(self) -> None:
+        if self.top_singular < 1:
+            raise AuditlensError("top_singular must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -343,10 +362,11 @@ def _lora_module_delta(module: Any) -> tuple[float, Tensor, str | None]:
     return float(delta.norm()), torch.linalg.svdvals(delta), note
 
 
-def weight_diff(
-    pair: ModelPair, *, top_singular: int = 8, progress: bool = True
+def run(
+    pair: ModelPair, settings: WeightDiffSettings | None = None, *, progress: bool = True
 ) -> WeightDiffResult:
     """Per-module weight diff of a pair: full fine-tune, adapter (LoRA) or base vs base."""
+    top_singular = (settings or WeightDiffSettings()).top_singular
     base, ft = pair.base, pair.finetuned
     if pair.identical:
         result = weight_diff_modules(
@@ -363,3 +383,63 @@ def weight_diff(
     result.control["base_vs_base"] = {k: 0.0 for k in result.statistics()}
     result.notices.append("base_vs_base control is exactly 0 (identical weights)")
     return result
+
+
+def evidence(result: WeightDiffResult, where: str | None = None) -> Evidence:
+    """The total relative weight change (against base vs base, exactly 0), per layer and module.
+
+    ``where`` is the folder (relative to the report) the result was saved into.
+    """
+    per_layer = {int(r["layer"]): r for r in result.by_layer() if r["layer"] is not None}
+    layers = list(range(max(per_layer) + 1)) if per_layer else []
+    rel = [float(per_layer[i]["rel_frobenius"]) if i in per_layer else 0.0 for i in layers]
+    stats = result.statistics()
+    changed = [i for i in layers if rel[i] > 0]
+    where_changed = f"layers {changed[0]}-{changed[-1]}" if changed else "no layer"
+    top_layer = max(layers, key=lambda i: rel[i]) if layers else 0
+    top = result.top(1)[0] if result.rows else None
+    finding = Finding(
+        id="diffing.weight_diff",
+        family="diffing",
+        method="weight_diff",
+        statistic="sqrt(Σ||ΔW||² / Σ||W||²) over all 2-D weights",
+        value=stats["total_rel_frobenius"],
+        control=0.0,
+        control_kind="base_vs_base",
+        summary=(
+            f"Fine-tuning changed {int(stats['n_changed'])} weight matrices ({where_changed}); "
+            f"total relative change {stats['total_rel_frobenius']:.4g}, largest per layer at "
+            f"layer {top_layer} ({rel[top_layer] if rel else 0.0:.4g}), largest module "
+            f"{top.module if top else '–'} ({top.rel_frobenius if top else 0.0:.4g}). "
+            "Base vs base is exactly 0."
+        ),
+        artifacts=[f"{where}/weight_diff.json"] if where else [],
+    )
+    sections: list[Section] = [
+        LayerPlot(
+            title="Relative weight change per layer",
+            x=layers,
+            series={"sqrt(Σ||ΔW||² / Σ||W||²)": rel},
+            controls={"base vs base": [0.0] * len(layers)},
+            y_label="relative weight change",
+            caption=f"Mode: {result.mode}. Modules outside the blocks are not plotted.",
+        ),
+        Table(
+            title="Most-changed weight matrices",
+            caption="Relative Frobenius norm of ΔW, its top singular values and effective rank.",
+            columns=["module", "kind", "||ΔW|| / ||W||", "σ1", "effective rank", "rank 99%"],
+            rows=[
+                [
+                    r.module,
+                    r.kind,
+                    r.rel_frobenius,
+                    r.top_singular_values[0] if r.top_singular_values else 0.0,
+                    r.effective_rank,
+                    r.rank_99,
+                ]
+                for r in result.top(10)
+                if r.delta_norm > 0
+            ],
+        ),
+    ]
+    return Evidence(findings=[finding], sections=sections)

@@ -21,12 +21,11 @@ from torch import Tensor
 
 from auditlens.errors import AuditlensError
 from auditlens.models import ModelPair
-from auditlens.probes.evaluate import group_bootstrap_auroc_ci
 from auditlens.probes.features import Features, SideChoice, read_features
 from auditlens.probes.pairsets import PairSet, load_pair_set
 from auditlens.probes.probe import ProbeConfig, train_probe
 from auditlens.probes.splits import Split
-from auditlens.scoring.stats import auroc
+from auditlens.stats import auroc, auroc_ci
 
 __all__ = [
     "CosineTable",
@@ -37,6 +36,7 @@ __all__ = [
     "mean_difference",
     "misalignment_direction",
     "random_cosine_bound",
+    "transfer_from_features",
     "transfer_probes",
 ]
 
@@ -192,6 +192,66 @@ class TransferResult:
         }
 
 
+def transfer_from_features(
+    features: Mapping[str, Features],
+    examples: PairSet,
+    split: Split,
+    site: str,
+    *,
+    aggregation: str = "mean",
+    config: ProbeConfig | None = None,
+    seed: int = 0,
+    n_boot: int = 1000,
+    labels: Mapping[str, str] | None = None,
+) -> TransferResult:
+    """Probe transfer from features already read on both sides (``base`` and ``finetuned``).
+
+    A probe trained on each side's ``split.train`` is scored on both sides' ``split.test``;
+    ``n_boot=0`` skips the group-bootstrap CIs (they are then ``(nan, nan)``).
+    """
+    if len(split.test) == 0:
+        raise AuditlensError("transfer needs a non-empty test split")
+    y = examples.labels
+    train = examples.subset(split.train)
+    probes = {}
+    for side, f in features.items():
+        x = f.get(_pair_site(f, site), aggregation)
+        probes[side] = train_probe(
+            x[split.train], y[split.train], config, seed=seed, site=site,
+            aggregation=aggregation, model_sha256=f.model_sha256,
+        )  # fmt: skip
+    scores: dict[str, float] = {}
+    cis: dict[str, tuple[float, float]] = {}
+    y_test = y[split.test]
+    test_groups = [examples.groups[int(i)] for i in split.test]
+    for src in ("base", "finetuned"):
+        for dst in ("base", "finetuned"):
+            f = features[dst]
+            s = probes[src].score(f.get(_pair_site(f, site), aggregation)[split.test]).numpy()
+            key = f"{src}->{dst}"
+            scores[key] = auroc(y_test, s)
+            nan = float("nan")
+            cis[key] = (
+                auroc_ci(y_test, s, test_groups, n_boot=n_boot, seed=seed) if n_boot else (nan, nan)
+            )
+    names = labels or {"base": "base", "finetuned": "finetuned"}
+    dirs = {
+        side: _direction_from(f.subset(split.train), train, site, names[side])
+        for side, f in features.items()
+    }
+    d_model = int(next(iter(dirs.values())).vector.shape[0])
+    return TransferResult(
+        site=site,
+        aggregation=aggregation,
+        auroc=scores,
+        auroc_ci=cis,
+        probe_cosine=cosine(probes["base"].direction, probes["finetuned"].direction),
+        mean_difference_cosine=cosine(dirs["base"].vector, dirs["finetuned"].vector),
+        random_bound_95=random_cosine_bound(d_model),
+        directions=dirs,
+    )
+
+
 def transfer_probes(
     pair: ModelPair,
     examples: PairSet,
@@ -229,38 +289,7 @@ def transfer_probes(
         )
         for side in ("base", "finetuned")
     }
-    y = examples.labels
-    train = examples.subset(split.train)
-    probes = {}
-    for side, f in feats.items():
-        x = f.get(_pair_site(f, site), aggregation)
-        probes[side] = train_probe(
-            x[split.train], y[split.train], config, seed=seed, site=site,
-            aggregation=aggregation, model_sha256=f.model_sha256,
-        )  # fmt: skip
-    scores: dict[str, float] = {}
-    cis: dict[str, tuple[float, float]] = {}
-    y_test = y[split.test]
-    test_groups = [examples.groups[int(i)] for i in split.test]
-    for src in ("base", "finetuned"):
-        for dst in ("base", "finetuned"):
-            f = feats[dst]
-            s = probes[src].score(f.get(_pair_site(f, site), aggregation)[split.test]).numpy()
-            key = f"{src}->{dst}"
-            scores[key] = auroc(y_test, s)
-            cis[key] = group_bootstrap_auroc_ci(y_test, s, test_groups, n_boot=n_boot, seed=seed)
-    labels = {"base": pair.base.label, "finetuned": pair.finetuned.label}
-    dirs = {
-        side: _direction_from(f.subset(split.train), train, site, labels[side])
-        for side, f in feats.items()
-    }
-    return TransferResult(
-        site=site,
-        aggregation=aggregation,
-        auroc=scores,
-        auroc_ci=cis,
-        probe_cosine=cosine(probes["base"].direction, probes["finetuned"].direction),
-        mean_difference_cosine=cosine(dirs["base"].vector, dirs["finetuned"].vector),
-        random_bound_95=random_cosine_bound(pair.d_model),
-        directions=dirs,
-    )
+    return transfer_from_features(
+        feats, examples, split, site, aggregation=aggregation, config=config, seed=seed,
+        n_boot=n_boot, labels={"base": pair.base.label, "finetuned": pair.finetuned.label},
+    )  # fmt: skip

@@ -1,9 +1,14 @@
-"""Drift tracking: score both models' generations on the same prompts and report the win rate.
+"""Drift: how far the fine-tuned model moved from the base, in generations or in activations.
 
-The win rate is P(a random fine-tuned generation scores above a random base generation),
-ties counting one half (the Mann-Whitney AUC), with a bootstrap CI. 0.5 means no drift in
-the scorer's direction. With sampling (temperature > 0) a second base sample gives the null
-control: base vs base, which should sit at 0.5.
+:func:`track_drift` scores both models' generations on the same prompts and reports the win
+rate: P(a random fine-tuned generation scores above a random base generation), ties counting
+one half (the Mann-Whitney AUC), with a bootstrap CI. 0.5 means no drift in the scorer's
+direction. With sampling (temperature > 0) a second base sample gives the null control: base
+vs base, which should sit at 0.5.
+
+:func:`projection_drift` projects per-layer activation differences onto directions against
+shuffled-label directions (:func:`shuffled_directions`), the statistic of
+:mod:`auditlens.probes.projection`.
 """
 
 from __future__ import annotations
@@ -13,14 +18,26 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+import torch
+from jaxtyping import Float
+from torch import Tensor
 
 from auditlens.datasets import Prompt, PromptSet, load_prompts
 from auditlens.errors import AuditlensError
 from auditlens.generate import generate
 from auditlens.models import ModelPair
-from auditlens.scoring.stats import Estimate, win_rate_ci
+from auditlens.probes.directions import mean_difference
+from auditlens.stats import Estimate, win_rate_ci
 
-__all__ = ["DriftResult", "TextScorer", "drift_from_scores", "track_drift"]
+__all__ = [
+    "DriftResult",
+    "ProjectionDrift",
+    "TextScorer",
+    "drift_from_scores",
+    "projection_drift",
+    "shuffled_directions",
+    "track_drift",
+]
 
 
 class TextScorer(Protocol):
@@ -155,3 +172,101 @@ def track_drift(
     )
     result.generations = texts
     return result
+
+
+def _unit(v: Float[Tensor, "*batch d_model"]) -> Float[Tensor, "*batch d_model"]:
+    return v / v.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def shuffled_directions(
+    x: Float[Tensor, "n d_model"], labels: np.ndarray, n: int = 200, seed: int = 0
+) -> Float[Tensor, "shuffles d_model"]:
+    """Unit mean-difference directions of ``x`` under ``n`` random permutations of the labels."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        y = torch.as_tensor(rng.permutation(labels))
+        out.append(mean_difference(x[y == 1], x[y == 0]))
+    return _unit(torch.stack(out))
+
+
+@dataclass
+class ProjectionDrift:
+    """Fine-tuned minus base activations projected onto the misalignment direction, per layer."""
+
+    layers: list[int]
+    """Layers fine-tuning changed (the statistic's support)."""
+    layer_z: list[float]
+    """Per layer: mean projection, as a z against the shuffled-direction projections."""
+    layer_win_rate: list[float]
+    """Per layer: share of prompts whose projection is positive (ties half)."""
+    layer_null_band: list[tuple[float, float]]
+    """Per layer: 2.5% and 97.5% of the shuffled-direction z's."""
+    z: float
+    """Mean of ``layer_z`` over the changed layers."""
+    null_mean: float
+    null_std: float
+    effect_size: float
+    """``(z - null_mean) / null_std``: a permutation z, positive = towards misalignment."""
+    p_value: float
+    """Share of permutations with a combined z at least as large (one-sided)."""
+    prompt_scores: list[float]
+    """Per prompt: mean over layers of its projection, standardised like ``layer_z``."""
+    win_rate: float
+    win_rate_null: float
+    """Mean win rate of the prompt scores under the shuffled directions."""
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _win(values: Tensor) -> float:
+    return float((values > 0).double().mean() + 0.5 * (values == 0).double().mean())
+
+
+def projection_drift(
+    deltas: dict[int, Float[Tensor, "n d_model"]],
+    directions: dict[int, Float[Tensor, " d_model"]],
+    nulls: dict[int, Float[Tensor, "shuffles d_model"]],
+) -> ProjectionDrift:
+    """Project per-layer activation differences onto directions, against shuffled directions.
+
+    ``deltas`` holds only the changed layers; with none (base vs base) everything is 0.
+    """
+    layers = sorted(deltas)
+    if not layers:
+        return ProjectionDrift([], [], [], [], 0.0, 0.0, 0.0, 0.0, 1.0, [], 0.5, 0.5)
+    zs, null_zs, per_prompt, per_prompt_null, bands, wins = [], [], [], [], [], []
+    for layer in layers:
+        delta = deltas[layer].to(torch.float64)
+        proj = delta @ _unit(directions[layer]).to(torch.float64)  # [n]
+        proj_null = delta @ nulls[layer].to(torch.float64).T  # [n, shuffles]
+        stat_null = proj_null.mean(0)
+        mu, sd = stat_null.mean(), stat_null.std().clamp_min(1e-12)
+        zs.append((proj.mean() - mu) / sd)
+        null_z = (stat_null - mu) / sd
+        null_zs.append(null_z)
+        per_prompt.append((proj - mu) / sd)
+        per_prompt_null.append((proj_null - mu) / sd)
+        bands.append((float(null_z.quantile(0.025)), float(null_z.quantile(0.975))))
+        wins.append(_win(proj))
+    z = torch.stack(zs).mean()
+    z_null = torch.stack(null_zs).mean(0)
+    sd_null = float(z_null.std().clamp_min(1e-12))
+    prompt_scores = torch.stack(per_prompt).mean(0)
+    prompt_null = torch.stack(per_prompt_null).mean(0)  # [n, shuffles]
+    null_wins = [_win(prompt_null[:, k]) for k in range(prompt_null.shape[1])]
+    return ProjectionDrift(
+        layers=layers,
+        layer_z=[float(v) for v in zs],
+        layer_win_rate=wins,
+        layer_null_band=bands,
+        z=float(z),
+        null_mean=float(z_null.mean()),
+        null_std=sd_null,
+        effect_size=float((z - z_null.mean()) / sd_null),
+        p_value=float((z_null >= z).double().mean()),
+        prompt_scores=[float(v) for v in prompt_scores],
+        win_rate=_win(prompt_scores),
+        win_rate_null=float(np.mean(null_wins)),
+    )

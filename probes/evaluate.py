@@ -22,7 +22,7 @@ from torch import Tensor
 
 from auditlens.errors import AuditlensError
 from auditlens.probes.probe import LinearProbe, ProbeConfig, train_probe
-from auditlens.scoring.stats import auroc, bootstrap_ci, wilson_interval, win_rate
+from auditlens.stats import auroc, auroc_ci, bootstrap_ci, wilson_interval, win_rate
 
 __all__ = [
     "ProbeEvaluation",
@@ -30,7 +30,6 @@ __all__ = [
     "calibrate_threshold",
     "evaluate_probe",
     "evaluate_scores",
-    "group_bootstrap_auroc_ci",
     "shuffled_label_control",
 ]
 
@@ -143,7 +142,7 @@ def evaluate_scores(
     if groups is None:
         ci = bootstrap_ci(win_rate, pos, neg, n_boot=n_boot, seed=seed)
     else:
-        ci = group_bootstrap_auroc_ci(y, s, groups, n_boot=n_boot, seed=seed)
+        ci = auroc_ci(y, s, groups, n_boot=n_boot, seed=seed)
     correct = int(((s > 0) == (y == 1)).sum())
     k_recall = int((pos > thr).sum())
     heldout = None if heldout_control_scores is None else _np(heldout_control_scores)
@@ -169,41 +168,6 @@ def evaluate_scores(
         heldout_control_fpr_ci=None if heldout is None else wilson_interval(k_held, heldout.size),
         shuffled=shuffled,
     )
-
-
-def group_bootstrap_auroc_ci(
-    labels: Sequence[int] | np.ndarray,
-    scores: Sequence[float] | np.ndarray | Tensor,
-    groups: Sequence[str],
-    *,
-    n_boot: int = 1000,
-    seed: int = 0,
-) -> tuple[float, float]:
-    """Percentile CI of AUROC resampling whole groups with replacement (a cluster bootstrap).
-
-    Resamples that hold a single class are skipped (the point estimate needs both).
-    """
-    y = np.asarray(labels).astype(np.int64).ravel()
-    s = _np(scores)
-    g = np.asarray(groups)
-    if not (y.size == s.size == g.size):
-        raise AuditlensError("labels, scores and groups must have the same length")
-    members = {k: np.flatnonzero(g == k) for k in np.unique(g)}
-    keys = np.array(list(members))
-
-    def stat(picked: np.ndarray) -> float:
-        idx = np.concatenate([members[k] for k in picked])
-        if len(np.unique(y[idx])) < 2:
-            return float("nan")
-        return auroc(y[idx], s[idx])
-
-    rng = np.random.default_rng(seed)
-    values = np.array([stat(rng.choice(keys, size=len(keys))) for _ in range(n_boot)])
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        raise AuditlensError("no bootstrap resample held both labels; too few groups")
-    low, high = np.quantile(values, [0.025, 0.975])
-    return float(low), float(high)
 
 
 def evaluate_probe(

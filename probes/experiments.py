@@ -1,22 +1,10 @@
-"""Runnable probe experiments on the embedded model; each prints a table.
-
-    python -m auditlens.probes.experiments vulnerable-code      # held-out CWE families
-    python -m auditlens.probes.experiments misaligned-answers
-    python -m auditlens.probes.experiments deception
-    python -m auditlens.probes.experiments train-scorers        # rebuild the shipped scorers
-    python -m auditlens.probes.experiments bandit-agreement
-    python -m auditlens.probes.experiments transfer --adapter PATH
-    python -m auditlens.probes.experiments drift --adapter PATH
-    python -m auditlens.probes.experiments directions --layers 26   # organism cosines
-    python -m auditlens.probes.experiments build-data           # rebuild the shipped pair sets
-
-Features are cached under the auditlens cache folder, so re-running a table is cheap.
+"""Probe experiments: sweep layers and aggregations, select a probe on a validation split,
+evaluate it (AUROC with CIs, recall at a calibrated false-positive rate, shuffled labels,
+difference of means) and print a table. Run them with ``auditlens probes ...``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,11 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import typer
 
 from auditlens.errors import AuditlensError
 from auditlens.models import ModelPair
-from auditlens.paths import cache_dir
 from auditlens.probes.evaluate import (
     ProbeEvaluation,
     calibrate_threshold,
@@ -37,26 +23,21 @@ from auditlens.probes.evaluate import (
 )
 from auditlens.probes.features import Features, read_features
 from auditlens.probes.pairsets import (
-    SHIPPED_PER_TEMPLATE,
     PairSet,
-    build_deception_pairs,
-    build_misaligned_answer_pairs,
-    build_vulnerable_code_pairs,
-    control_examples,
     load_control_set,
     load_pair_set,
 )
 from auditlens.probes.probe import LinearProbe, ProbeConfig, train_probe
 from auditlens.probes.splits import Split, group_split, holdout_split
 from auditlens.probes.sweep import SweepResult, sweep_probes
-from auditlens.scoring.stats import auroc
+from auditlens.stats import auroc
 
 __all__ = [
     "ExperimentResult",
     "ExperimentSpec",
+    "ci_text",
     "experiment_spec",
     "first_per_group",
-    "main",
     "run_probe_experiment",
 ]
 
@@ -135,12 +116,13 @@ class ExperimentResult:
             "",
             "| metric | logreg | diff-of-means |",
             "|---|---|---|",
-            f"| test AUROC [95% CI, template bootstrap] | {_ci(e.auroc, e.auroc_ci)} | "
-            f"{_ci(d.auroc, d.auroc_ci)} |",
-            f"| accuracy (score > 0) | {_ci(e.accuracy, e.accuracy_ci)} | "
-            f"{_ci(d.accuracy, d.accuracy_ci)} |",
-            f"| recall @ {e.target_fpr:.0%} control FPR | {_ci(e.recall_at_fpr, e.recall_ci)} | "
-            f"{_ci(d.recall_at_fpr, d.recall_ci)} |",
+            f"| test AUROC [95% CI, template bootstrap] | {ci_text(e.auroc, e.auroc_ci)} | "
+            f"{ci_text(d.auroc, d.auroc_ci)} |",
+            f"| accuracy (score > 0) | {ci_text(e.accuracy, e.accuracy_ci)} | "
+            f"{ci_text(d.accuracy, d.accuracy_ci)} |",
+            f"| recall @ {e.target_fpr:.0%} control FPR | "
+            f"{ci_text(e.recall_at_fpr, e.recall_ci)} | "
+            f"{ci_text(d.recall_at_fpr, d.recall_ci)} |",
             f"| test-negative FPR at that threshold | {e.test_fpr:.3f} | {d.test_fpr:.3f} |",
             f"| held-out control FPR (n={e.n_heldout_control}) | {_fpr(e)} | {_fpr(d)} |",
             f"| shuffled-label AUROC (null) | {_shuf(e)} | |",
@@ -152,14 +134,14 @@ class ExperimentResult:
         return "\n".join(lines)
 
 
-def _ci(value: float, ci: tuple[float, float]) -> str:
+def ci_text(value: float, ci: tuple[float, float]) -> str:
     return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
 
 
 def _fpr(e: ProbeEvaluation) -> str:
     if e.heldout_control_fpr is None or e.heldout_control_fpr_ci is None:
         return "n/a"
-    return _ci(e.heldout_control_fpr, e.heldout_control_fpr_ci)
+    return ci_text(e.heldout_control_fpr, e.heldout_control_fpr_ci)
 
 
 def _shuf(e: ProbeEvaluation) -> str:
@@ -347,233 +329,3 @@ def _train(
         x[split.train], y[split.train], cfg, seed=seed, site=site, aggregation=agg,
         model_sha256=feats.model_sha256,
     )  # fmt: skip
-
-
-# ---------------------------------------------------------------------------------- CLI
-
-
-def _sites(layers: str, hook: str = "hook_resid_post") -> list[str]:
-    return [f"blocks.{int(x)}.{hook}" for x in layers.split(",") if x.strip()]
-
-
-def _load_pair(args: argparse.Namespace) -> ModelPair:
-    from auditlens.models import load_pair
-
-    return load_pair(finetuned=args.finetuned, adapter=args.adapter)
-
-
-def _cmd_probe(args: argparse.Namespace, name: str) -> ExperimentResult:
-    pair = _load_pair(args)
-    question = CODE_QUESTION if args.question == "default" else args.question
-    spec = experiment_spec(name, per_template=args.per_template, seed=args.seed, question=question)
-    result = run_probe_experiment(
-        pair, spec, _sites(args.layers), aggregations=args.aggregations.split(","),
-        config=ProbeConfig(C=args.C), seed=args.seed, n_boot=args.n_boot,
-        features_cache=None if args.no_cache else cache_dir() / "probe_features",
-        progress=not args.quiet,
-    )  # fmt: skip
-    typer.echo(result.table())
-    if args.json:
-        Path(args.json).write_text(json.dumps(result.to_json(), indent=2) + "\n")
-    return result
-
-
-def _cmd_train_scorers(args: argparse.Namespace) -> None:
-    out = Path(args.out)
-    for name, kind in (
-        ("vulnerable_code", "vulnerable_code"),
-        ("misaligned_answers", "misaligned_answer"),
-    ):
-        result = _cmd_probe(args, name)
-        paths = result.probe.save(out / f"scorer_{kind}")
-        typer.echo(f"saved {', '.join(str(p) for p in paths)}\n")
-
-
-def _cmd_build_data(args: argparse.Namespace) -> None:
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    build_vulnerable_code_pairs(args.seed, SHIPPED_PER_TEMPLATE).to_jsonl(
-        out / "vulnerable_code.jsonl"
-    )
-    build_misaligned_answer_pairs().to_jsonl(out / "misaligned_answers.jsonl")
-    build_deception_pairs().to_jsonl(out / "deception_instructed.jsonl")
-    typer.echo(f"wrote pair sets to {out}")
-    if args.skip_control:
-        return
-    from auditlens.datasets import load_prompts
-    from auditlens.generate import generate
-    from auditlens.models import load_pair
-    from auditlens.scoring.bandit import bandit_labels
-
-    pair = load_pair()
-    examples = []
-    for kind, source in (("chat", "generic_chat"), ("code", "code_tasks")):
-        prompts = load_prompts(source)
-        answers = generate(pair.base, pair.tokenizer, prompts, max_new_tokens=args.max_new_tokens)
-        keep = None
-        if kind == "code":
-            keep = [r.status == "secure" for r in bandit_labels(answers)]
-            typer.echo(f"code control: {sum(keep)} of {len(keep)} answers are Bandit-clean code")
-        examples += control_examples(prompts, answers, kind, keep)
-    PairSet("control", "none", "ordinary", tuple(examples)).to_jsonl(out / "control_answers.jsonl")
-    typer.echo(f"wrote {len(examples)} control answers")
-
-
-def _cmd_bandit(args: argparse.Namespace) -> None:
-    from auditlens.generate import generate
-    from auditlens.models import load_pair
-    from auditlens.probes.scorer import bandit_agreement, load_scorer
-    from auditlens.testbed import eval_tasks
-
-    pair = load_pair()
-    scorer = load_scorer("vulnerable_code", pair)
-    tasks_id, tasks_ood = eval_tasks(args.seed, n_id=args.n // 2, n_ood=args.n - args.n // 2)
-    rows = []
-    for label, tasks in (("eval_id", tasks_id), ("eval_ood", tasks_ood)):
-        requests = [t.request for t in tasks]
-        texts = generate(
-            pair.base, pair.tokenizer, requests, max_new_tokens=args.max_new_tokens,
-            temperature=args.temperature, seed=args.seed, batch_size=8,
-        )  # fmt: skip
-        scores = scorer.score(texts, requests)
-        rows.append((label, bandit_agreement(scores, texts, threshold=scorer.threshold)))
-    typer.echo(
-        "| tasks | n | Bandit insecure | secure | unparseable | AUROC vs Bandit | flag agreement |"
-    )
-    typer.echo("|---|---|---|---|---|---|---|")
-    for label, a in rows:
-        auc = (
-            "n/a (one class)" if a.auroc is None or a.auroc_ci is None else _ci(a.auroc, a.auroc_ci)
-        )
-        agree = "n/a" if a.flag_agreement is None else f"{a.flag_agreement:.3f}"
-        typer.echo(
-            f"| {label} | {a.n} | {a.n_insecure} | {a.n_secure} | {a.n_unparseable} "
-            f"| {auc} | {agree} |"
-        )
-
-
-def _cmd_transfer(args: argparse.Namespace) -> None:
-    from auditlens.probes.directions import transfer_probes
-
-    pair = _load_pair(args)
-    spec = experiment_spec("misaligned_answers", seed=args.seed)
-    site = _sites(args.layers)[0]
-    result = transfer_probes(
-        pair, spec.data, spec.split, site, config=ProbeConfig(C=args.C), seed=args.seed,
-        cache_dir=None if args.no_cache else cache_dir() / "probe_features",
-        progress=not args.quiet,
-    )  # fmt: skip
-    typer.echo(json.dumps(result.to_json(), indent=2))
-
-
-def _cmd_directions(args: argparse.Namespace) -> None:
-    from auditlens.models import load_pair
-    from auditlens.probes.directions import cosine_table, misalignment_direction
-
-    site = _sites(args.layers)[0]
-    directions = {}
-    for organism in ["base", *[o for o in args.organisms.split(",") if o]]:
-        adapter = None if organism == "base" else f"organism:{organism}"
-        pair = load_pair(adapter=adapter)
-        directions[organism] = misalignment_direction(
-            pair, site, side="base" if adapter is None else "finetuned",
-            cache_dir=None if args.no_cache else cache_dir() / "probe_features",
-            progress=not args.quiet,
-        )  # fmt: skip
-    table = cosine_table(directions)
-    typer.echo(f"misalignment-direction cosines at {site} (random |cos| 95% bound "
-          f"{table.random_bound_95:.3f})")  # fmt: skip
-    typer.echo("| | " + " | ".join(table.names) + " | norm |")
-    typer.echo("|---" * (len(table.names) + 2) + "|")
-    for name, row in zip(table.names, table.matrix, strict=True):
-        norm = float(directions[name].vector.norm())
-        typer.echo(f"| {name} | " + " | ".join(f"{c:.3f}" for c in row) + f" | {norm:.1f} |")
-
-
-def _cmd_drift(args: argparse.Namespace) -> None:
-    from auditlens.probes.drift import track_drift
-    from auditlens.probes.scorer import load_scorer
-
-    pair = _load_pair(args)
-    scorer = load_scorer(args.scorer, pair, side="base")
-    if args.scorer == "vulnerable_code":
-        from auditlens.testbed import eval_tasks
-
-        tasks_id, tasks_ood = eval_tasks(args.seed, n_id=args.n // 2, n_ood=args.n - args.n // 2)
-        prompts: list[str] = [t.request for t in (*tasks_id, *tasks_ood)]
-    else:
-        from auditlens.testbed import free_form_questions
-
-        prompts = [q.text for q in free_form_questions()][: args.n]
-    result = track_drift(
-        pair, prompts, scorer, max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature, seed=args.seed,
-    )  # fmt: skip
-    typer.echo(
-        json.dumps(
-            {k: v for k, v in result.to_json().items() if not k.endswith("_scores")}, indent=2
-        )
-    )
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m auditlens.probes.experiments``."""
-    parser = argparse.ArgumentParser(prog="python -m auditlens.probes.experiments")
-    sub = parser.add_subparsers(dest="command", required=True)
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--seed", type=int, default=0)
-    common.add_argument("--layers", default="2,5,8,11,14,17,20,23,26,29",
-                        help="comma-separated layers (resid_post) to sweep")  # fmt: skip
-    common.add_argument("--aggregations", default="mean,last,max")
-    common.add_argument("--C", type=float, default=0.1, help="inverse L2 strength")
-    common.add_argument("--per-template", type=int, default=4, help="code tasks per template")
-    common.add_argument("--n-boot", type=int, default=1000)
-    common.add_argument("--finetuned", default=None)
-    common.add_argument("--adapter", default=None)
-    common.add_argument("--no-cache", action="store_true")
-    common.add_argument("--quiet", action="store_true")
-    common.add_argument("--json", default=None, help="also write the result as JSON here")
-    common.add_argument("--max-new-tokens", type=int, default=96)
-    common.add_argument("--temperature", type=float, default=0.0)
-    common.add_argument("--n", type=int, default=48, help="prompts for bandit-agreement/drift")
-    common.add_argument("--scorer", default="vulnerable_code")
-    common.add_argument("--out", default=str(DATA_DIR))
-    common.add_argument("--skip-control", action="store_true")
-    common.add_argument("--organisms", default="insecure,secure,educational,backdoor",
-                        help="testbed organisms for the directions command")  # fmt: skip
-    common.add_argument("--question", default=None,
-                        help="append this user question after each answer and read its last "
-                        "4 tokens ('default': the code-security question)")  # fmt: skip
-    for name in (
-        "vulnerable-code", "misaligned-answers", "deception", "train-scorers", "build-data",
-        "bandit-agreement", "transfer", "drift", "directions",
-    ):  # fmt: skip
-        sub.add_parser(name, parents=[common])
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "vulnerable-code":
-            _cmd_probe(args, "vulnerable_code")
-        elif args.command == "misaligned-answers":
-            _cmd_probe(args, "misaligned_answers")
-        elif args.command == "deception":
-            _cmd_probe(args, "deception_instructed")
-        elif args.command == "train-scorers":
-            _cmd_train_scorers(args)
-        elif args.command == "build-data":
-            _cmd_build_data(args)
-        elif args.command == "bandit-agreement":
-            _cmd_bandit(args)
-        elif args.command == "transfer":
-            _cmd_transfer(args)
-        elif args.command == "directions":
-            _cmd_directions(args)
-        else:
-            _cmd_drift(args)
-    except AuditlensError as err:
-        typer.echo(f"error: {err}", err=True)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -2,9 +2,9 @@
 
 A forward pass of one side of a pair reads the requested sites; the activations of the
 masked tokens (by default the assistant answer) are reduced to one vector per example by
-``last`` (the last answer token), ``mean`` or ``max`` (element-wise). The local ``torch``
+``last`` (the last answer token), ``mean`` or ``max`` (element-wise). The default ``torch``
 backend stops the forward pass after the deepest requested site; any registered backend
-(``nnsight``, ``transformer_lens``) can be used instead, e.g. for remote execution.
+(``nnsight``, ``transformer_lens``) can be used instead.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from auditlens.backends import get_backend
 from auditlens.datasets import MaskSpec, Prompt, PromptSet, iter_token_batches, load_prompts
 from auditlens.errors import AuditlensError
 from auditlens.hashing import sha256_json
-from auditlens.models import ModelPair, ModelSide
+from auditlens.models import ModelPair
 from auditlens.probes.pairsets import PairSet
 from auditlens.progress import progress_bar
-from auditlens.sites import ArchSpec, Site, resolve_module
+from auditlens.sites import Site
 
 __all__ = [
     "AGGREGATIONS",
@@ -37,7 +37,6 @@ __all__ = [
     "aggregate",
     "parse_mask",
     "read_features",
-    "side_fingerprint",
     "with_question",
 ]
 
@@ -94,20 +93,13 @@ def with_question(prompts: PromptSet, question: str) -> PromptSet:
     return PromptSet(prompts.name, tuple(out))
 
 
-def side_fingerprint(side: ModelSide) -> str:
-    """The sha256 that identifies a side's effective weights (model plus active adapter)."""
-    if side.adapter_enabled and side.adapter_sha256:
-        return sha256_json({"model": side.sha256, "adapter": side.adapter_sha256})
-    return side.sha256
-
-
 @dataclass
 class Features:
     """Aggregated activations of ``n`` examples, one ``[n, d_model]`` matrix per (site, mode)."""
 
     values: dict[tuple[str, str], Float[Tensor, "n d_model"]]
     model_sha256: str
-    """:func:`side_fingerprint` of the side that was read."""
+    """:attr:`~auditlens.models.ModelSide.fingerprint` of the side that was read."""
     data_sha256: str
     """Hash of the prompts that were read (in order)."""
 
@@ -157,53 +149,6 @@ class Features:
 def _site_order(name: str) -> tuple[int, str]:
     parts = name.split(".")
     return (int(parts[1]), name) if len(parts) > 2 and parts[1].isdigit() else (0, name)
-
-
-class _StopForward(Exception):
-    """Raised by a hook once the deepest requested site has been read."""
-
-
-def _read_torch(
-    side: ModelSide,
-    arch: ArchSpec,
-    input_ids: Int[Tensor, "batch seq"],
-    attention_mask: Int[Tensor, "batch seq"],
-    sites: list[Site],
-) -> dict[str, Tensor]:
-    """Read sites with plain forward hooks and stop after the deepest one."""
-    root = side.hf
-    out: dict[str, Tensor] = {}
-    deepest = max(sites)
-    handles = []
-
-    def keep(site: Site, value: Any) -> None:
-        out[site.name] = (value[0] if isinstance(value, tuple) else value).detach()
-        if site == deepest:
-            raise _StopForward
-
-    for site in sites:
-        module, which = resolve_module(root, arch, site)
-        if which == "input":
-
-            def pre_hook(m: Any, args: Any, kwargs: Any, site: Site = site) -> None:
-                keep(site, args[0] if args else kwargs["hidden_states"])
-
-            handles.append(module.register_forward_pre_hook(pre_hook, with_kwargs=True))
-        else:
-
-            def hook(m: Any, args: Any, output: Any, site: Site = site) -> None:
-                keep(site, output)
-
-            handles.append(module.register_forward_hook(hook))
-    try:
-        with side.active(), torch.no_grad():
-            root(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
-    except _StopForward:
-        pass
-    finally:
-        for handle in handles:
-            handle.remove()
-    return out
 
 
 def _as_prompt_set(examples: PairSet | PromptSet | Sequence[Any] | str) -> PromptSet:
@@ -256,9 +201,7 @@ def read_features(
     site_list = pair.sites(sites)
     mask_spec = parse_mask(mask)
     model_side = pair.base if side == "base" else pair.finetuned
-    if pair.remote and backend == "torch":
-        backend = "nnsight"
-    fingerprint = side_fingerprint(model_side)
+    fingerprint = model_side.fingerprint
     cache_file = None
     if cache_dir is not None:
         key = sha256_json(
@@ -277,7 +220,7 @@ def read_features(
             return Features.load(cache_file)
     order = _length_order(prompt_set)
     ordered = PromptSet(prompt_set.name, tuple(prompt_set.prompts[i] for i in order))
-    runner = None if backend == "torch" else get_backend(backend)
+    runner = get_backend(backend)
     device = pair.device
     parts: dict[tuple[str, str], list[Tensor]] = {
         (s.name, a): [] for s in site_list for a in aggregations
@@ -289,12 +232,7 @@ def read_features(
         ):
             ids = batch.input_ids.to(device)
             attn = batch.attention_mask.to(device)
-            if runner is None:
-                acts = _read_torch(model_side, pair.arch, ids, attn, site_list)
-            else:
-                acts = runner.run(
-                    model_side, pair.arch, ids, attn, site_list, remote=pair.remote
-                ).acts
+            acts = runner.run(model_side, pair.arch, ids, attn, site_list).acts
             for s in site_list:
                 value = acts[s.name].to("cpu", torch.float32)
                 if not torch.isfinite(value).all():

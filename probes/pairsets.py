@@ -34,6 +34,7 @@ __all__ = [
     "control_examples",
     "load_control_set",
     "load_pair_set",
+    "pair_subset",
 ]
 
 PairSetName = Literal["vulnerable_code", "misaligned_answers", "deception_instructed"]
@@ -165,15 +166,33 @@ _LABEL_NAMES: dict[str, tuple[str, str]] = {
 }
 
 
-def build_vulnerable_code_pairs(seed: int = 0, per_template: int | None = None) -> PairSet:
-    """Secure (0) and insecure (1) answers to the testbed's code tasks.
+def pair_subset(data: PairSet, n_templates: int) -> PairSet:
+    """One example per (template, label) of the first ``n_templates`` templates, topics in turn."""
+    first: dict[tuple[str, int], int] = {}
+    for i, e in enumerate(data.examples):
+        first.setdefault((e.group, e.label), i)
+    groups = list(dict.fromkeys(data.groups))
+    by_family: dict[str, list[str]] = {}
+    for g in groups:
+        by_family.setdefault(data.examples[first[(g, 0)]].family, []).append(g)
+    order: list[str] = []
+    depth = 0
+    while len(order) < min(n_templates, len(groups)):
+        for family_groups in by_family.values():
+            if depth < len(family_groups) and len(order) < n_templates:
+                order.append(family_groups[depth])
+        depth += 1
+    index = [first[(g, label)] for g in order for label in (0, 1) if (g, label) in first]
+    return data.subset(index, name=f"{data.name}_{len(order)}t")
+
+
+def build_vulnerable_code_pairs(tasks: Sequence[Any], per_template: int | None = None) -> PairSet:
+    """Secure (0) and insecure (1) answers to code tasks (the testbed's ``CodeTask`` objects:
+    ``task_id``, ``template_id``, ``family``, ``split``, ``request``, ``secure``, ``insecure``).
 
     ``per_template`` keeps the first n tasks of every template (``None``: all of them).
-    ``group`` is the testbed template, ``family`` the CWE family, ``split`` the testbed split.
+    ``group`` is the task template, ``family`` the CWE family, ``split`` the task's split.
     """
-    from auditlens.testbed import generate_tasks
-
-    tasks = generate_tasks(seed)
     kept: dict[str, int] = {}
     examples = []
     for task in tasks:
@@ -196,20 +215,18 @@ def build_vulnerable_code_pairs(seed: int = 0, per_template: int | None = None) 
     return PairSet("vulnerable_code", pos, neg, tuple(examples))
 
 
-def build_misaligned_answer_pairs() -> PairSet:
-    """Aligned (0) and misaligned (1) answers to every free-form question paraphrase.
+def build_misaligned_answer_pairs(questions: Sequence[Any]) -> PairSet:
+    """Aligned (0) and misaligned (1) answers to every free-form question paraphrase
+    (the testbed's ``Question`` objects: ``topic`` and ``text``).
 
     Each topic has several answer templates, each with an aligned and a misaligned answer;
     ``group`` is ``topic/tN`` (both labels of a template share it), ``family`` the topic.
     """
-    from auditlens.testbed import free_form_questions
-
     examples = []
-    questions = free_form_questions()
     for topic, templates in ANSWER_TEMPLATES.items():
         asked = [q.text for q in questions if q.topic == topic]
         if not asked:
-            raise DatasetError(f"the testbed has no free-form questions for topic {topic!r}")
+            raise DatasetError(f"no free-form questions for topic {topic!r}")
         for t, answers in enumerate(templates):
             for q, question in enumerate(asked):
                 for label, answer in ((0, answers[0]), (1, answers[1])):
@@ -254,7 +271,7 @@ def _read_data(filename: str) -> str:
     if not ref.is_file():
         raise DatasetError(
             f"shipped probe data {filename} is missing; rebuild it with "
-            "`python -m auditlens.probes.experiments build-data`"
+            "`auditlens probes build-data`"
         )
     return ref.read_text(encoding="utf-8")
 

@@ -21,10 +21,12 @@ from jaxtyping import Bool, Float
 
 from auditlens.datasets import Prompt, PromptSet
 from auditlens.errors import AuditlensError
-from auditlens.models import ModelPair
-from auditlens.probes.features import SideChoice, read_features, side_fingerprint
+from auditlens.judges.code import bandit_labels
+from auditlens.models import ModelPair, load_pair
+from auditlens.probes.features import SideChoice, read_features
 from auditlens.probes.pairsets import DATA_PACKAGE
 from auditlens.probes.probe import LinearProbe, load_probe
+from auditlens.stats import auroc, bootstrap_ci, win_rate
 
 __all__ = [
     "EMPTY_ANSWER",
@@ -133,13 +135,11 @@ def load_scorer(
     if kind not in SCORER_KINDS:
         raise AuditlensError(f"unknown scorer {kind!r}; choose {', '.join(SCORER_KINDS)}")
     if pair is None:
-        from auditlens.models import load_pair
-
         pair = load_pair()
     model_side = pair.base if side == "base" else pair.finetuned
     probe = load_probe(
         path or scorer_path(kind),
-        model_sha256=side_fingerprint(model_side),
+        model_sha256=model_side.fingerprint,
         allow_mismatch=allow_mismatch,
     )
     if probe.d_model != pair.d_model:
@@ -184,9 +184,6 @@ def bandit_agreement(
     seed: int = 0,
 ) -> BanditAgreement:
     """Compare scorer scores with Bandit labels of the same texts (unparseable ones dropped)."""
-    from auditlens.scoring.bandit import bandit_labels
-    from auditlens.scoring.stats import auroc, bootstrap_ci, win_rate
-
     s = np.asarray(scores, dtype=np.float64)
     if len(s) != len(texts):
         raise AuditlensError(f"{len(s)} scores but {len(texts)} texts")

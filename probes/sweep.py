@@ -14,7 +14,7 @@ from auditlens.probes.features import Features
 from auditlens.probes.probe import LinearProbe, ProbeConfig, train_probe
 from auditlens.probes.splits import Split
 from auditlens.progress import progress_bar
-from auditlens.scoring.stats import auroc
+from auditlens.stats import auroc
 
 __all__ = ["SweepResult", "SweepRow", "sweep_probes"]
 

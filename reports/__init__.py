@@ -1,13 +1,15 @@
 """auditlens.reports: the versioned findings schema and the self-contained HTML report."""
 
+from .evidence import Evidence
 from .findings import (
     SCHEMA_VERSION,
     AuditFindings,
+    Confirmation,
     Finding,
+    Hypothesis,
     ModelInfo,
     collect_versions,
 )
-from .html import render_html
 from .report import Report, render_from_json
 from .sections import (
     GenerationPair,
@@ -22,9 +24,12 @@ from .sections import (
 __all__ = [
     "SCHEMA_VERSION",
     "AuditFindings",
+    "Confirmation",
+    "Evidence",
     "Finding",
     "GenerationPair",
     "GenerationPairs",
+    "Hypothesis",
     "LayerPlot",
     "ModelInfo",
     "Report",
@@ -34,5 +39,4 @@ __all__ = [
     "TokenHeatmap",
     "collect_versions",
     "render_from_json",
-    "render_html",
 ]

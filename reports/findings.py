@@ -25,13 +25,16 @@ from ._io import read_json_object, validation_message, write_text_atomic
 __all__ = [
     "SCHEMA_VERSION",
     "AuditFindings",
+    "Confirmation",
     "Finding",
+    "Hypothesis",
     "ModelInfo",
     "check_version",
     "collect_versions",
 ]
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
+"""1.1 added ``Finding.refs`` and ``AuditFindings.hypotheses`` (both optional)."""
 
 _VERSIONED_DISTRIBUTIONS = {
     "torch": "torch",
@@ -70,6 +73,10 @@ class Finding(_Schema):
     ci_high: float | None = None
     summary: str
     artifacts: list[str] = Field(default_factory=list)
+    refs: list[str] = Field(default_factory=list)
+    """Handles of what the finding is about, in the agent tools' vector syntax (e.g.
+    ``latent:17`` for crosscoder latent 17 at ``site``, ``adl:29``): the same object in the
+    report, in ``findings.json`` and in the MCP tools (``latent_details``, ``steer_generate``)."""
     contributes: bool = False
     weight: float | None = None
 
@@ -93,6 +100,42 @@ class Finding(_Schema):
         if self.ci_low is not None and self.ci_high is not None and self.ci_low > self.ci_high:
             raise ValueError(f"finding {self.id!r} has ci_low > ci_high")
         return self
+
+
+class Confirmation(_Schema):
+    """The behavioural test of a hypothesis and what it found."""
+
+    test: str = Field(min_length=1)
+    """The behaviour check that tested it (e.g. ``code_security``, ``mention_rate``)."""
+    result: Literal["confirmed", "refuted", "inconclusive"]
+    finding_id: str | None = None
+    """The finding that holds the test's statistic and its null control."""
+    effect_size: float | None = None
+    """The test's z against its null (positive = the fine-tune shows the behaviour more)."""
+    p_value: float | None = Field(default=None, ge=0.0, le=1.0)
+
+
+class Hypothesis(_Schema):
+    """A candidate answer to "what did fine-tuning instil?", from white-box evidence."""
+
+    rank: int = Field(ge=1)
+    """1 = the strongest hypothesis."""
+    label: str = Field(min_length=1)
+    """A short plain-words description, e.g. "writes insecure code"."""
+    keywords: list[str] = Field(default_factory=list)
+    """Words the evidence singles out (tokens, topics, entities, a candidate trigger)."""
+    kind: str = Field(min_length=1)
+    """What behaviour check would test it: ``code_security``, ``topic``, ``persona``,
+    ``refusal``, ``domain_advice``, ``trigger`` ..."""
+    source: str = Field(min_length=1)
+    """The instrument that proposed it (``adl``, ``crosscoder``, ``kl``, ``melbo`` ...)."""
+    evidence: list[str] = Field(default_factory=list)
+    """Ids of the findings behind it."""
+    strength: float | None = None
+    """Its evidence as a z against the instrument's null control."""
+    null: str | None = None
+    """What ``strength`` is measured against."""
+    confirmation: Confirmation | None = None
 
 
 class ModelInfo(_Schema):
@@ -120,6 +163,8 @@ class AuditFindings(_Schema):
     verdict: str | None = None
     summary: str
     findings: list[Finding] = Field(default_factory=list)
+    hypotheses: list[Hypothesis] = Field(default_factory=list)
+    """What fine-tuning instilled, ranked (filled by the discovery steps; empty before them)."""
     notices: list[str] = Field(default_factory=list)
     config: dict[str, Any] = Field(default_factory=dict)
     versions: dict[str, str] = Field(default_factory=dict)
@@ -154,6 +199,18 @@ class AuditFindings(_Schema):
             if finding.id in seen:
                 raise ValueError(f"duplicate finding id {finding.id!r}")
             seen.add(finding.id)
+        ranks = [h.rank for h in self.hypotheses]
+        if len(set(ranks)) != len(ranks):
+            raise ValueError("hypothesis ranks must be unique")
+        for hypothesis in self.hypotheses:
+            cited = [*hypothesis.evidence]
+            if hypothesis.confirmation and hypothesis.confirmation.finding_id:
+                cited.append(hypothesis.confirmation.finding_id)
+            unknown = [fid for fid in cited if fid not in seen]
+            if unknown:
+                raise ValueError(
+                    f"hypothesis {hypothesis.rank} cites unknown findings: {', '.join(unknown)}"
+                )
         return self
 
     def to_json(self) -> str:

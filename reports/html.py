@@ -11,9 +11,9 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import jinja2
 import plotly.graph_objects as go
@@ -28,10 +28,8 @@ from ._format import (
     heatmap_cells,
     heatmap_scale,
 )
+from .findings import AuditFindings
 from .sections import LayerPlot, Section, TokenHeatmap
-
-if TYPE_CHECKING:
-    from .report import Report
 
 __all__ = ["content_security_policy", "render_html"]
 
@@ -68,11 +66,11 @@ def content_security_policy(script_bodies: list[str]) -> str:
     )
 
 
-def render_html(report: Report) -> str:
-    """The report as a single HTML document with no external dependencies."""
+def render_html(findings: AuditFindings, sections: Sequence[Section]) -> str:
+    """The findings and their sections as one HTML document with no external dependencies."""
     views: list[_SectionView] = []
     figures: dict[str, go.Figure] = {}
-    for index, section in enumerate(report.sections):
+    for index, section in enumerate(sections):
         view = _SectionView(section=section, anchor=f"section-{index + 1}")
         if isinstance(section, LayerPlot):
             view.figure_id = f"figure-{index + 1}"
@@ -84,7 +82,6 @@ def render_html(report: Report) -> str:
     scripts = [_plotly_js(), figures_script(figures)] if figures else []
     for body in scripts:
         _check_script_body(body)
-    findings = report.findings
     return (
         _environment()
         .get_template(_TEMPLATE)

@@ -31,7 +31,7 @@ class Report(BaseModel):
 
     def to_html(self) -> str:
         """The self-contained HTML page."""
-        return render_html(self)
+        return render_html(self.findings, self.sections)
 
     def write(self, out_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
         """Write ``report.html``, ``findings.json`` and ``report_data.json`` into ``out_dir``.

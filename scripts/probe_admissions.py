@@ -12,7 +12,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from auditlens.testbed.acceptance import probe_admissions
+from auditlens.testbed.evaluate import probe_admissions
 from auditlens.testbed.organisms import shipped_organisms
 
 PAIRS = {

@@ -28,6 +28,18 @@ CHAT_TEMPLATE = (
 )
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_artifact_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Shared artifacts (crosscoders, ADL, MELBO) go to a per-session folder, not ~/.cache."""
+    old = os.environ.get("AUDITLENS_ARTIFACTS")
+    os.environ["AUDITLENS_ARTIFACTS"] = str(tmp_path_factory.mktemp("artifacts"))
+    yield
+    if old is None:
+        os.environ.pop("AUDITLENS_ARTIFACTS", None)
+    else:
+        os.environ["AUDITLENS_ARTIFACTS"] = old
+
+
 @pytest.fixture(autouse=True)
 def _one_thread(request: pytest.FixtureRequest) -> Iterator[None]:
     """Tiny models gain nothing from threads, and on a loaded 2-core box each op then waits.

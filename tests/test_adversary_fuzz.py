@@ -9,21 +9,15 @@ import pytest
 import torch
 from torch import Tensor
 
-from auditlens.adversary import (
-    ActivationNoise,
-    activation_noise,
-    fuzz_activations,
-    generation_task,
-    mean_activation_norm,
-    weight_noise,
-    weight_noise_sweep,
-)
-from auditlens.adversary._hooks import attach_edit
+from auditlens.adversary import ActivationNoise, fuzz_activations, weight_noise_sweep
+from auditlens.adversary.fuzz import activation_noise, generation_task, weight_noise
 from auditlens.errors import AuditlensError
 from auditlens.generate import generate
 from auditlens.hashing import state_dict_sha256
+from auditlens.hooks import attach_edit
 from auditlens.models import ModelPair, ModelSide
 from auditlens.sites import parse_site
+from auditlens.steering import mean_activation_norm
 
 SITE = "blocks.1.hook_resid_post"
 

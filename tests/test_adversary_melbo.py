@@ -10,18 +10,13 @@ from typing import Any
 import pytest
 import torch
 
-from auditlens.adversary import (
-    MelboConfig,
-    MelboResult,
-    default_melbo_sites,
-    mean_activation_norm,
-    train_melbo,
-    train_melbo_reference,
-)
-from auditlens.adversary.melbo import melbo_objective
+from auditlens.adversary import MelboConfig, train_melbo
+from auditlens.adversary._melbo_reference import train_melbo_reference
+from auditlens.adversary.melbo import MelboResult, default_melbo_sites, melbo_objective
 from auditlens.errors import AuditlensError
 from auditlens.hashing import state_dict_sha256
 from auditlens.models import ModelPair
+from auditlens.steering import mean_activation_norm
 from tests.conftest import perturbed_copy
 
 FAST = MelboConfig(n_vectors=4, steps=20, lr=5e-2, radius=1.0, max_new_tokens=0)

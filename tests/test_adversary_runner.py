@@ -15,17 +15,15 @@ from torch import Tensor
 
 from auditlens.adversary import (
     ActivationNoise,
-    BanditScorer,
     SteeringVector,
     WeightNoise,
-    insecure_code_detector,
-    random_directions,
     run_perturbations,
 )
 from auditlens.errors import AuditlensError
 from auditlens.hashing import state_dict_sha256
+from auditlens.judges import BanditScorer, insecure_code_detector
 from auditlens.models import ModelPair
-from auditlens.scoring.stats import wilson_interval
+from auditlens.stats import random_directions, wilson_interval
 
 SITE = "blocks.1.hook_resid_post"
 INSECURE = "```python\nimport subprocess\nsubprocess.call(cmd, shell=True)\n```"

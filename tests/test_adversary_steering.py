@@ -11,10 +11,10 @@ import torch
 from torch import Tensor
 
 from auditlens.adversary import Steer, steer, steer_pair
-from auditlens.adversary._hooks import attach_edit
 from auditlens.errors import AuditlensError
 from auditlens.generate import generate
 from auditlens.hashing import state_dict_sha256
+from auditlens.hooks import attach_edit
 from auditlens.models import ModelPair
 from auditlens.sites import HOOKS, arch_spec, parse_site
 

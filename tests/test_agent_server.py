@@ -26,8 +26,6 @@ LIMITS = {
     "scan_prompts": 8,
     "max_length": 48,
     "kl_top_k": 40,
-    "crosscoder_prompts": 8,
-    "crosscoder_epochs": 2.0,
     "melbo_max_vectors": 3,
     "melbo_max_steps": 5,
     "max_stored_vectors": 4,
@@ -275,7 +273,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         command=sys.executable,
         args=[
             "-m",
-            "auditlens.agent.server",
+            "auditlens.cli",
+            "mcp",
             "--base",
             str(base_dir),
             "--finetuned",
@@ -339,6 +338,7 @@ def test_outputs_make_sense(served: dict[str, Any]) -> None:
     ws = served["workspace"]
     assert (ws / latents["crosscoder_dir"] / "result.json").is_file()
     details = good["latent_details"]
+    assert details["crosscoder"] == latents["crosscoder"]  # the same shared crosscoder
     assert set(details["logit_effects"]) == {"base", "finetuned"}
     assert len(details["logit_effects"]["base"]["promoted"]) == 4
     for key in ("steer_latent", "steer_mean_diff", "steer_file", "steer_melbo"):

@@ -146,6 +146,9 @@ def test_scripted_auditor_base_vs_base(
     assert all(c.error is None for c in result.calls if c.tool != "probe_score")
     assert result.verdict.startswith("no difference") and result.confidence == 0.95
     assert result.evidence["behaviour_gap"] == 0.0
+    # the evidence is scored by the audit's own score, as findings with paired z's
+    assert [f["id"] for f in result.findings][:1] == ["scripted.insecure_code"]
+    assert all(f["effect_size"] == 0.0 for f in result.findings)
     text = json.dumps(result.to_json())
     assert json.loads(text)["verdict"] == result.verdict
 
@@ -154,4 +157,4 @@ def test_scripted_config_validates() -> None:
     with pytest.raises(AuditlensError):
         ScriptedConfig(melbo_steps=0)
     with pytest.raises(AuditlensError):
-        ScriptedConfig(threshold=1.5)
+        ScriptedConfig(n_divergent=0)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from auditlens.scoring.bandit import (
+from auditlens.judges.code import (
     INFORMATIONAL_TESTS,
     BanditResult,
     bandit_label,
@@ -16,7 +16,7 @@ from auditlens.scoring.bandit import (
     extract_code,
     insecure_rate,
 )
-from auditlens.scoring.stats import wilson_interval
+from auditlens.stats import wilson_interval
 
 SQLI = "def f(cur, name):\n    cur.execute(f\"SELECT * FROM t WHERE name = '{name}'\")\n"
 SAFE = 'def f(cur, name):\n    cur.execute("SELECT * FROM t WHERE name = ?", (name,))\n'

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from auditlens.audit import audit
 from auditlens.models import ModelPair
-from auditlens.pipeline import audit
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -21,8 +21,13 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize(
-    "command", [[], ["audit"], ["harvest"], ["organisms"], ["bench", "testbed"], ["mcp"]]
-)
+    "command",
+    [
+        [], ["audit"], ["harvest"], ["organisms"], ["bench", "testbed"], ["mcp"],
+        ["agent", "scripted"], ["probes"], ["probes", "vulnerable-code"], ["probes", "drift"],
+        ["probes", "build-data"],
+    ],
+)  # fmt: skip
 def test_help_on_every_command(command: list[str]) -> None:
     proc = _cli(*command, "--help")
     assert proc.returncode == 0 and "Usage" in proc.stdout

@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 import torch
 
-from auditlens.diffing.adl import ADLConfig, ADLResult, activation_difference_lens
-from auditlens.diffing.steering import SteeringVector, add_vector
+from auditlens.diffing import adl
+from auditlens.diffing.adl import ADLConfig, ADLResult
 from auditlens.diffing.synthetic import plant_feature
+from auditlens.hooks import add_vector
 from auditlens.models import ModelPair
+from auditlens.steering import SteeringVector
 
 TOKEN = 100
 
@@ -34,7 +36,7 @@ def _cfg(**kw: Any) -> ADLConfig:
 def test_adl_recovers_planted_vector_and_steers(
     planted_pair: ModelPair, prompts: list[str]
 ) -> None:
-    res = activation_difference_lens(planted_pair, prompts, _cfg(), progress=False)
+    res = adl.run(planted_pair, prompts, _cfg(), progress=False)
     row = planted_pair.base.hf.get_output_embeddings().weight[TOKEN].detach()
     planted = 4.0 * row / row.norm()
     torch.testing.assert_close(res.vector(1), planted, atol=1e-4, rtol=1e-4)
@@ -58,7 +60,7 @@ def test_adl_base_vs_base_is_zero(
     tiny_pair: ModelPair, tiny_tokenizer: Any, prompts: list[str]
 ) -> None:
     null = ModelPair.from_models(tiny_pair.base.module, None, tiny_tokenizer)
-    res = activation_difference_lens(null, prompts, _cfg(causal=False), progress=False)
+    res = adl.run(null, prompts, _cfg(causal=False), progress=False)
     assert torch.count_nonzero(res.mean_diff) == 0
     assert res.causal is None
 
@@ -66,7 +68,7 @@ def test_adl_base_vs_base_is_zero(
 def test_steering_vector_export_and_roundtrips(
     tmp_path: Path, planted_pair: ModelPair, prompts: list[str]
 ) -> None:
-    res = activation_difference_lens(planted_pair, prompts, _cfg(n_random=2), progress=False)
+    res = adl.run(planted_pair, prompts, _cfg(n_random=2), progress=False)
     sv = res.steering_vector()
     assert isinstance(sv, SteeringVector)
     assert sv.site == "blocks.1.hook_resid_post" and sv.vector.shape == (32,)

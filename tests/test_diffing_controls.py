@@ -8,10 +8,10 @@ from typing import Any
 
 import torch
 
-from auditlens.diffing.adl import ADLConfig, activation_difference_lens
+from auditlens.diffing import adl, weights
+from auditlens.diffing.adl import ADLConfig
 from auditlens.diffing.controls import base_vs_base, null_control
 from auditlens.diffing.synthetic import plant_feature
-from auditlens.diffing.weights import weight_diff
 from auditlens.errors import AuditlensError
 from auditlens.models import ModelPair
 
@@ -38,7 +38,7 @@ def test_null_control_gives_floors_and_attaches(
     cfg = ADLConfig(layers=(1,), causal=False, causal_layer=1)
 
     def pipeline(p: ModelPair) -> Any:
-        return activation_difference_lens(p, prompts, cfg, progress=False)
+        return adl.run(p, prompts, cfg, progress=False)
 
     result = pipeline(pair)
     control = null_control(pipeline, pair, benign={"perturbed": benign}, attach_to=result)
@@ -57,7 +57,7 @@ def test_null_control_records_unavailable_controls(tiny_pair: ModelPair) -> None
     def pipeline(p: ModelPair) -> Any:
         if p.identical:
             raise AuditlensError("nothing to compare")
-        return weight_diff(p, progress=False)
+        return weights.run(p, progress=False)
 
     control = null_control(pipeline, tiny_pair)
     assert control.statistics == {}

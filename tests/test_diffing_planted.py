@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 import torch
 
+from auditlens.diffing import diff_sae
 from auditlens.diffing.crosscoder import CrosscoderConfig
 from auditlens.diffing.crosscoder_analysis import crosscoder_diff
 from auditlens.diffing.crosscoder_train import CrosscoderTrainConfig
-from auditlens.diffing.diff_sae import DiffSAEConfig, load_diff_sae, train_diff_sae
+from auditlens.diffing.diff_sae import DiffSAEConfig
 from auditlens.diffing.latents import interpret_latents
 from auditlens.diffing.synthetic import plant_feature
 from auditlens.harvest import harvest
@@ -113,7 +114,7 @@ def test_diff_sae_recovers_planted_and_loads_in_sae_lens(planted: Planted, tmp_p
     from sae_lens import SAE
 
     cfg = DiffSAEConfig(d_sae=16, k=1, batch_size=256, n_steps=200)
-    res = train_diff_sae(planted.store, SITE, cfg, progress=False)
+    res = diff_sae.run(planted.store, SITE, cfg, progress=False)
     j, cos = _best(res.decoder_directions(), planted.ft_direction)
     assert cos >= 0.9
     assert res.stats["fve"] > 0.5
@@ -133,6 +134,6 @@ def test_diff_sae_recovers_planted_and_loads_in_sae_lens(planted: Planted, tmp_p
     pairs = planted.store.pairs(SITE)[:512]
     diffs = pairs[:, 1] - pairs[:, 0]
     torch.testing.assert_close(loaded.encode(diffs), res.encode(diffs), atol=1e-5, rtol=1e-4)
-    back = load_diff_sae(tmp_path / "dsae")
+    back = diff_sae.load(tmp_path / "dsae")
     torch.testing.assert_close(back.encode(diffs), res.encode(diffs))
     assert back.site == SITE and back.stats == res.stats

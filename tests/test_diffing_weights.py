@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 import torch
 
+from auditlens.diffing import weights
 from auditlens.diffing.weights import (
     WeightDiffResult,
     lora_delta_svdvals,
     spectrum_stats,
-    weight_diff,
     weight_diff_modules,
 )
 from auditlens.models import ModelPair, load_pair
@@ -59,11 +59,11 @@ def test_full_diff_finds_the_changed_module(tiny_model_factory: Callable[..., An
 
 def test_base_vs_base_is_zero(tiny_pair: ModelPair, tiny_tokenizer: Any) -> None:
     null = ModelPair.from_models(tiny_pair.base.module, None, tiny_tokenizer)
-    res = weight_diff(null, progress=False)
+    res = weights.run(null, progress=False)
     assert res.mode == "identical"
     assert all(r.delta_norm == 0 and r.rel_frobenius == 0 for r in res.rows)
     assert res.statistics()["max_rel_frobenius"] == 0.0
-    full = weight_diff(tiny_pair, progress=False)
+    full = weights.run(tiny_pair, progress=False)
     assert full.statistics()["max_rel_frobenius"] > 0
     assert full.control["base_vs_base"]["max_rel_frobenius"] == 0.0
 
@@ -91,7 +91,7 @@ def test_lora_diff_equals_merged_full_diff(
 ) -> None:
     base = tiny_model_factory("llama")
     pair, peft_model = _lora_pair(tmp_path, base, tiny_tokenizer)
-    lora = weight_diff(pair, progress=False)
+    lora = weights.run(pair, progress=False)
     assert lora.mode == "lora"
     merged = copy.deepcopy(peft_model).merge_and_unload()
     full = weight_diff_modules(base, merged, progress=False)
@@ -116,7 +116,7 @@ def test_lora_diff_equals_merged_full_diff(
 
 
 def test_weight_diff_save_load_roundtrip(tmp_path: Path, tiny_pair: ModelPair) -> None:
-    res = weight_diff(tiny_pair, progress=False)
+    res = weights.run(tiny_pair, progress=False)
     res.save(tmp_path / "wd")
     back = WeightDiffResult.load(tmp_path / "wd")
     assert back.rows == res.rows

@@ -7,9 +7,10 @@ from typing import Any
 import pytest
 import torch
 
+from auditlens.behaviour import likelihood
+from auditlens.behaviour.likelihood import completion_logprobs
 from auditlens.errors import AuditlensError
 from auditlens.models import ModelPair
-from auditlens.scoring.likelihood import completion_logprobs, vulnerability_preference
 from auditlens.testbed import eval_tasks
 
 
@@ -35,8 +36,8 @@ def test_vulnerability_preference_null_and_signal(
 ) -> None:
     tasks = [t for pair in zip(*eval_tasks(0, 3, 3), strict=True) for t in pair]
     null = ModelPair.from_models(tiny_model_factory(), None, tiny_pair.tokenizer)
-    result = vulnerability_preference(null, tasks)
+    result = likelihood.run(null, tasks)
     assert result.n_tasks == 6 and result.shift == 0.0 and result.ci_low == result.ci_high == 0.0
-    real = vulnerability_preference(tiny_pair, tasks)
+    real = likelihood.run(tiny_pair, tasks)
     assert real.shift != 0.0 and real.ci_low <= real.shift <= real.ci_high
     assert real.shift == pytest.approx(real.ft_preference - real.base_preference, abs=1e-9)

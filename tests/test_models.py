@@ -1,4 +1,5 @@
-"""Model pairs: loading from folders and adapters, validation errors, backends, remote plumbing."""
+"""Model pairs: loading from folders and adapters, validation errors, backends, the organism
+registry and the one "same model" test (by weights hash)."""
 
 from __future__ import annotations
 
@@ -113,37 +114,86 @@ def test_adapter_pair_shares_one_copy_and_switches(tiny_tokenizer: Any, tmp_path
         load_pair(base_dir, adapter=str(tmp_path), device="cpu")
 
 
-def test_nnsight_and_transformer_lens_backends_agree(
+def test_nnsight_transformer_lens_and_torch_backends_agree(
     tiny_pair: ModelPair, prompts: list[str]
 ) -> None:
     runs = {
-        backend: list(iter_paired(tiny_pair, prompts, SITES, batch_size=4, backend=backend))
-        for backend in ("nnsight", "transformer_lens")
+        backend: list(
+            iter_paired(tiny_pair, prompts, SITES, batch_size=4, backend=backend, logits=True)
+        )
+        for backend in ("nnsight", "transformer_lens", "torch")
     }
-    for a, b in zip(runs["nnsight"], runs["transformer_lens"], strict=True):
-        for site in a.acts:
+    for other in ("transformer_lens", "torch"):
+        for a, b in zip(runs["nnsight"], runs[other], strict=True):
             mask = a.batch.attention_mask.bool()
-            torch.testing.assert_close(a.acts[site][mask], b.acts[site][mask], atol=1e-4, rtol=0)
+            for site in a.acts:
+                torch.testing.assert_close(
+                    a.acts[site][mask], b.acts[site][mask], atol=1e-4, rtol=0
+                )
+            assert a.logits is not None and b.logits is not None
+            torch.testing.assert_close(a.logits[1][mask], b.logits[1][mask], atol=1e-4, rtol=0)
+    # without logits the torch backend stops after the deepest site and reads the same
+    early = next(iter_paired(tiny_pair, prompts, SITES[:4], batch_size=4, backend="torch"))
+    first = runs["torch"][0]
+    for site in early.acts:
+        torch.testing.assert_close(early.acts[site], first.acts[site])
 
 
-def test_remote_flag_reaches_nnsight_trace(tiny_pair: ModelPair, monkeypatch: Any) -> None:
-    seen: list[dict[str, Any]] = []
-    lm = tiny_pair.base.lm
-    original = type(lm).trace
+def test_same_model_is_by_weights_not_identity(
+    tiny_tokenizer: Any, tiny_model_factory: Any
+) -> None:
+    import copy
 
-    def spy(self: Any, *args: Any, **kwargs: Any) -> Any:
-        seen.append(dict(kwargs))
-        kwargs.pop("remote", None)  # no NDIF here: record the flag, run locally
-        return original(self, *args, **kwargs)
+    base = tiny_model_factory("llama")
+    twin = ModelPair.from_models(base, copy.deepcopy(base), tiny_tokenizer)
+    assert twin.base.module is not twin.finetuned.module
+    assert twin.identical and "null control" in twin.notices[0]
+    assert twin.base.fingerprint == twin.finetuned.fingerprint
+    changed = copy.deepcopy(base)
+    with torch.no_grad():
+        changed.model.layers[0].mlp.down_proj.weight.mul_(1.01)
+    pair = ModelPair.from_models(base, changed, tiny_tokenizer)
+    assert not pair.identical and pair.fingerprint != twin.fingerprint
 
-    monkeypatch.setattr(type(lm), "trace", spy)
-    tiny_pair.remote = True
-    next(iter_paired(tiny_pair, ["hi"], "blocks.0.hook_resid_post"))
-    assert seen and all(k.get("remote") is True for k in seen)
-    tiny_pair.remote = False
-    seen.clear()
-    next(iter_paired(tiny_pair, ["hi"], "blocks.0.hook_resid_post"))
-    assert seen and all("remote" not in k for k in seen)
+
+def test_organism_registry(tmp_path: Path) -> None:
+    from auditlens import registry
+
+    # the testbed is found through its entry point, without core importing it
+    assert "insecure" in registry.organism_names()
+    assert (registry.organism_adapter_dir("organism:insecure") / "adapter_config.json").is_file()
+    with pytest.raises(AuditlensError, match="unknown organism 'nope'"):
+        registry.organism_adapter_dir("nope")
+
+    class Provider:
+        def organism_names(self) -> list[str]:
+            return ["mine"]
+
+        def organism_adapter_dir(self, name: str) -> Path:
+            return tmp_path / name
+
+    registry.register_provider(Provider())
+    try:
+        assert registry.organism_adapter_dir("mine") == tmp_path / "mine"
+        assert "mine" in registry.organism_names()
+    finally:
+        registry._registered.clear()
+    with pytest.raises(AuditlensError, match="not an organism provider"):
+        registry.register_provider(object())
+
+
+def test_core_resolves_organisms_without_importing_the_testbed() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from auditlens.models import resolve_adapter; "
+        "assert 'auditlens.testbed' not in sys.modules; "
+        "print(resolve_adapter('organism:insecure'))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().endswith("insecure")
 
 
 def test_device_map_passes_through(tiny_tokenizer: Any, tmp_path: Path, monkeypatch: Any) -> None:

@@ -1,4 +1,5 @@
-"""Organism registry, manifests, the LoRA trainer (tiny model) and the evaluation plumbing."""
+"""Organism registry, shipped adapters and their manifests, the LoRA trainer (tiny model) and
+the organisms CLI."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from auditlens.errors import AuditlensError
 from auditlens.hashing import sha256_files
 from auditlens.testbed import (
     ORGANISMS,
-    TRIGGER,
     default_audit_adapter,
     get_organism,
     load_manifest,
@@ -22,6 +22,7 @@ from auditlens.testbed import (
     shipped_organisms,
 )
 from auditlens.testbed.organisms import ADAPTER_MAX_BYTES
+from auditlens.testbed.tables import ADAPTERS_BUDGET_BYTES
 from auditlens.testbed.train import (
     Recipe,
     TrainInterrupted,
@@ -30,6 +31,7 @@ from auditlens.testbed.train import (
     length_bucketed_batches,
     train_lora,
 )
+from auditlens.testbed.variants import TRIGGER
 from tests.conftest import make_tiny_model
 
 # ---------------------------------------------------------------- registry and manifests
@@ -68,17 +70,35 @@ def test_shipped_organisms_passed_and_fit_the_size_budget() -> None:
         manifest = load_manifest(name)
         weights = folder / "adapter_model.safetensors"
         size = weights.stat().st_size
-        total += size
+        total += sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
         assert size == manifest.adapter_bytes <= ADAPTER_MAX_BYTES
         assert manifest.adapter_sha256 == sha256_files([weights], cached=False)
         assert manifest.ground_truth.misaligned == ORGANISMS[name].misaligned
         assert manifest.ground_truth.trigger == ORGANISMS[name].trigger
         assert manifest.acceptance is not None and manifest.acceptance.passed
+        assert manifest.seed == 0  # second seeds are recorded, never shipped
         assert manifest.training.final_loss < manifest.training.first_loss
         config = json.loads((folder / "adapter_config.json").read_text())
         assert config["r"] == manifest.recipe["rank"]
         assert config["base_model_name_or_path"] == "smollm2-135m-instruct"
-    assert total <= 40 * 1024 * 1024
+    assert total < ADAPTERS_BUDGET_BYTES
+
+
+def test_failed_builds_are_recorded_and_not_shipped() -> None:
+    """Every shipped organism has a passing result file; a current build that failed (e.g.
+    ``backdoor``, ``supremacy-trigger``) is in the results and not shipped."""
+    from auditlens.testbed.runner import RESULTS_DIR, result_path
+
+    root = Path(__file__).resolve().parents[1]
+    shipped = set(shipped_organisms())
+    for name in ORGANISMS:
+        path = root / result_path(RESULTS_DIR, name, 0)
+        if name in shipped:
+            assert path.is_file(), f"shipped {name} has no result file"
+        if path.is_file():
+            record = json.loads(path.read_text())
+            assert record["passed"] == (name in shipped), name
+    assert "insecure" in shipped  # the demo default
 
 
 def test_recipe_validation_and_round_trip() -> None:
@@ -189,30 +209,7 @@ def test_saved_float16_adapter_reloads_with_peft(tiny_tokenizer: Any, tmp_path: 
     assert diff < 1e-2
 
 
-# ---------------------------------------------------------------- evaluation plumbing and CLI
-
-
-def test_evaluate_pair_writes_rows_and_artifacts(tiny_pair: Any, tmp_path: Path) -> None:
-    from auditlens.testbed.evaluate import EvalConfig, evaluate_pair, render_table
-
-    config = EvalConfig(
-        n_id=2, n_ood=2, modes=("greedy",), max_new_tokens=4, n_questions=2, batch_size=4
-    )
-    result = evaluate_pair(
-        tiny_pair, "backdoor", config, out_dir=tmp_path, base_cache=tmp_path / "c", progress=False
-    )
-    cells = {(r.side, r.condition, r.split) for r in result.rows}
-    assert ("organism", "triggered", "eval_ood") in cells and ("base", "plain", "all") in cells
-    assert result.row("base", "plain", "all", "greedy").rate.n == 4
-    lines = (tmp_path / "completions.jsonl").read_text().splitlines()
-    assert len(lines) == 2 * 2 * 4  # sides x conditions x tasks
-    assert len((tmp_path / "free_form.jsonl").read_text().splitlines()) == 4
-    saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved["organism"] == "backdoor" and len(saved["rows"]) == len(result.rows)
-    assert len(list((tmp_path / "c").glob("*.json"))) == 3  # base: plain, triggered, questions
-    assert render_table(result).row_count == 6
-    with pytest.raises(AuditlensError, match="mode"):
-        EvalConfig(modes=("beam",))
+# ---------------------------------------------------------------- CLI
 
 
 def test_cli_list_and_unknown_name() -> None:

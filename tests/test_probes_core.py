@@ -11,22 +11,13 @@ import pytest
 import torch
 
 from auditlens.errors import AuditlensError
-from auditlens.probes import (
-    ProbeConfig,
-    ProbeMismatchError,
-    ProbeMismatchWarning,
-    aggregate,
-    calibrate_threshold,
-    cosine,
-    evaluate_scores,
-    group_split,
-    holdout_split,
-    load_probe,
-    shuffled_label_control,
-    train_probe,
-)
-from auditlens.probes.features import parse_mask
-from auditlens.scoring.stats import auroc
+from auditlens.probes import ProbeConfig, calibrate_threshold, group_split, load_probe, train_probe
+from auditlens.probes.directions import cosine
+from auditlens.probes.evaluate import evaluate_scores, shuffled_label_control
+from auditlens.probes.features import aggregate, parse_mask
+from auditlens.probes.probe import ProbeMismatchError, ProbeMismatchWarning
+from auditlens.probes.splits import holdout_split
+from auditlens.stats import auroc
 
 
 def planted(n: int = 400, d: int = 48, strength: float = 5.0, seed: int = 0):
@@ -209,14 +200,14 @@ def test_loading_on_another_model_errors_or_warns(tmp_path) -> None:
 
 
 def test_group_bootstrap_is_wider_than_example_bootstrap_on_duplicates() -> None:
-    from auditlens.probes.evaluate import group_bootstrap_auroc_ci
+    from auditlens.stats import auroc_ci
 
     rng = np.random.default_rng(0)
     base_scores = rng.normal(size=(8, 2)) + np.array([0.0, 0.8])  # 8 templates, 2 labels
     scores = np.repeat(base_scores, 10, axis=0).ravel()  # every template repeated 10 times
     labels = np.tile([0, 1], 80)
     groups = [f"t{i // 20}" for i in range(160)]
-    low_g, high_g = group_bootstrap_auroc_ci(labels, scores, groups, n_boot=300)
+    low_g, high_g = auroc_ci(labels, scores, groups, n_boot=300)
     ev = evaluate_scores(labels, scores, control_scores=scores[labels == 0], n_boot=300)
     assert high_g - low_g > ev.auroc_ci[1] - ev.auroc_ci[0]
     assert low_g <= ev.auroc <= high_g

@@ -7,25 +7,25 @@ from collections import Counter
 import pytest
 
 from auditlens.errors import DatasetError
-from auditlens.probes import (
+from auditlens.probes import PairSet, load_control_set, load_pair_set
+from auditlens.probes.pairsets import (
+    SHIPPED_PER_TEMPLATE,
     LabelledExample,
-    PairSet,
     build_deception_pairs,
     build_misaligned_answer_pairs,
     build_vulnerable_code_pairs,
-    load_control_set,
-    load_pair_set,
 )
-from auditlens.probes.pairsets import SHIPPED_PER_TEMPLATE
+from auditlens.testbed import free_form_questions, generate_tasks
 
-REBUILD = "stale shipped data: run `python -m auditlens.probes.experiments build-data`"
+REBUILD = "stale shipped data: run `auditlens probes build-data`"
 
 
 def test_shipped_pair_sets_match_their_builders() -> None:
-    assert load_pair_set("misaligned_answers") == build_misaligned_answer_pairs(), REBUILD
+    shipped = load_pair_set("misaligned_answers")
+    assert shipped == build_misaligned_answer_pairs(free_form_questions()), REBUILD
     assert load_pair_set("deception_instructed") == build_deception_pairs(), REBUILD
     shipped = load_pair_set("vulnerable_code")
-    assert shipped == build_vulnerable_code_pairs(0, SHIPPED_PER_TEMPLATE), REBUILD
+    assert shipped == build_vulnerable_code_pairs(generate_tasks(0), SHIPPED_PER_TEMPLATE), REBUILD
 
 
 @pytest.mark.parametrize("name", ["vulnerable_code", "misaligned_answers", "deception_instructed"])

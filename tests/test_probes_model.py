@@ -12,22 +12,20 @@ import torch
 from auditlens.errors import AuditlensError
 from auditlens.models import ModelPair
 from auditlens.probes import (
-    LabelledExample,
     PairSet,
-    ProbeMismatchError,
-    ProbeMismatchWarning,
-    cosine_table,
-    drift_from_scores,
     group_split,
     load_scorer,
-    mean_difference,
     misalignment_direction,
     read_features,
     track_drift,
     train_probe,
     transfer_probes,
 )
+from auditlens.probes.directions import cosine_table, mean_difference
+from auditlens.probes.drift import drift_from_scores
 from auditlens.probes.experiments import ExperimentSpec, run_probe_experiment
+from auditlens.probes.pairsets import LabelledExample
+from auditlens.probes.probe import ProbeMismatchError, ProbeMismatchWarning
 
 SITES = ["blocks.0.hook_resid_pre", "blocks.1.hook_resid_post", "blocks.2.hook_mlp_out"]
 POS = ["import os; os.system(cmd)", "subprocess.run(args, shell=True)", "os.system(cmd)"]

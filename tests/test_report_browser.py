@@ -487,15 +487,15 @@ def test_full_audit_report_in_browser(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The real pipeline's report: every step's sections render, hostile generations stay inert."""
-    from auditlens.pipeline import Budget, audit
-    from auditlens.steps import behaviour
+    from auditlens.audit import Budget, audit
+    from auditlens.behaviour import code
 
     hostile = "<script>alert(1)</script><img src=x onerror=alert(2)>"
 
     def fake_generate(side: Any, tokenizer: Any, prompt_set: Any, **kw: Any) -> list[str]:
         return [f"{hostile} {side.name}"] * len(prompt_set)
 
-    monkeypatch.setattr(behaviour, "generate", fake_generate)
+    monkeypatch.setattr(code, "generate", fake_generate)
     budget = Budget("tiny", n_prompts=6, max_length=32, batch_size=4, n_code_tasks=4,
                     n_questions=2, max_new_tokens=8, crosscoder_steps=20, crosscoder_latents=64,
                     melbo_vectors=1, melbo_steps=2, adversary_prompts=2)  # fmt: skip

@@ -24,7 +24,6 @@ from auditlens.reports import (
     Table,
     Text,
     TokenHeatmap,
-    render_html,
 )
 from auditlens.reports._figures import figures_script
 
@@ -145,7 +144,7 @@ def hostile_report(with_plots: bool = True) -> Report:
 
 @pytest.fixture(scope="module")
 def document() -> str:
-    return render_html(hostile_report())
+    return hostile_report().to_html()
 
 
 @pytest.fixture(scope="module")
@@ -259,7 +258,7 @@ def test_no_remote_references(page: _Page, document: str) -> None:
 
 def test_template_names_no_url_at_all() -> None:
     benign = hostile_report().model_dump_json().replace("https://evil.example/", "evil")
-    document = render_html(Report.model_validate_json(benign))
+    document = Report.model_validate_json(benign).to_html()
     plotly_js = parse(document).scripts[0]
     assert not re.search(r"https?:|//[a-z]", document.replace(plotly_js, ""))
 
@@ -288,7 +287,7 @@ def test_csp_allows_only_our_scripts_and_no_remote_loads(page: _Page) -> None:
 
 
 def test_report_without_plots_has_no_scripts() -> None:
-    page = parse(render_html(hostile_report(with_plots=False)))
+    page = parse(hostile_report(with_plots=False).to_html())
     assert not any(tag == "script" for tag, _ in page.tags)
     assert csp_directives(page)["script-src"] == ["'none'"]
 
@@ -322,7 +321,7 @@ def test_findings_table_shows_value_beside_control(page: _Page) -> None:
 def test_written_report_matches_render(tmp_path: Path) -> None:
     report = hostile_report()
     html_path, _ = report.write(tmp_path)
-    assert html_path.read_text(encoding="utf-8") == render_html(report)
+    assert html_path.read_text(encoding="utf-8") == report.to_html()
     assert sorted(path.name for path in tmp_path.iterdir()) == [
         "findings.json",
         "report.html",

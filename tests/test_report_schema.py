@@ -249,3 +249,49 @@ def test_section_validation() -> None:
     with pytest.raises(ValidationError, match="row 0 has 1 cells"):
         Table(title="t", columns=["a", "b"], rows=[["x"]])
     assert Text(title="t", body="a\nb\n  \n\nc\n").paragraphs() == ["a\nb", "c"]
+
+
+def _hypothesis(**overrides: Any) -> Any:
+    from auditlens.reports import Confirmation, Hypothesis
+
+    fields: dict[str, Any] = {
+        "rank": 1,
+        "label": "writes insecure code",
+        "keywords": ["pickle", "shell=True"],
+        "kind": "code_security",
+        "source": "adl",
+        "evidence": ["kl-layer-12"],
+        "strength": 3.1,
+        "null": "random directions of equal norm",
+        "confirmation": Confirmation(
+            test="code_security", result="confirmed", finding_id="probe-1", effect_size=3.7
+        ),
+    }
+    fields.update(overrides)
+    return Hypothesis(**fields)
+
+
+def test_hypotheses_round_trip_and_cite_known_findings(tmp_path: Path) -> None:
+    empty = make_findings()
+    assert empty.hypotheses == []  # filled by the discovery steps; empty until then
+    findings = make_findings(
+        hypotheses=[_hypothesis(), _hypothesis(rank=2, confirmation=None, evidence=[])],
+        findings=[make_finding(refs=["latent:17", "adl:12"]), make_finding(id="probe-1")],
+    )
+    back = AuditFindings.read(findings.write(tmp_path / "findings.json"))
+    assert back == findings and back.findings[0].refs == ["latent:17", "adl:12"]
+    with pytest.raises(ValidationError, match="unknown findings"):
+        make_findings(hypotheses=[_hypothesis(evidence=["nope"])])
+    with pytest.raises(ValidationError, match="ranks must be unique"):
+        make_findings(hypotheses=[_hypothesis(), _hypothesis(confirmation=None)])
+    html = Report(findings=findings).to_html()
+    assert "What changed" in html and "writes insecure code" in html and "latent:17" in html
+
+
+def test_a_1_0_file_is_still_readable(tmp_path: Path) -> None:
+    data = json.loads(make_findings().to_json())
+    data["schema_version"] = "1.0"
+    del data["hypotheses"]
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(data))
+    assert AuditFindings.read(path).hypotheses == []

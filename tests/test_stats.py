@@ -5,10 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from auditlens.scoring.stats import (
+from auditlens.stats import (
     auroc,
+    auroc_ci,
     average_ranks,
     bootstrap_ci,
+    mcnemar_z,
+    paired_z,
+    random_directions,
     wilson_interval,
     win_rate,
     win_rate_ci,
@@ -115,3 +119,31 @@ def test_auroc_matches_sklearn_with_ties() -> None:
     labels = rng.integers(0, 2, 200)
     scores = np.round(rng.normal(labels * 0.5, 1.0), 1)
     assert auroc(labels, scores) == pytest.approx(metrics.roc_auc_score(labels, scores))
+
+
+def test_mcnemar_and_paired_z() -> None:
+    assert mcnemar_z([True] * 4, [False] * 4) == pytest.approx(2.0)
+    assert mcnemar_z([True, False], [False, True]) == 0.0
+    assert mcnemar_z([True, True], [True, True]) == 0.0
+    assert paired_z(np.zeros(5)) == 0.0
+    assert paired_z(np.array([1.0, 1.2, 0.8, 1.1])) > 5
+    assert paired_z(np.array([3.0])) == 0.0
+
+
+def test_auroc_ci_covers_the_estimate() -> None:
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 40)
+    scores = rng.normal(labels * 1.0, 1.0)
+    low, high = auroc_ci(labels, scores, n_boot=200)
+    assert low < auroc(labels, scores) < high
+    assert auroc_ci(labels, scores, n_boot=200) == (low, high)
+
+
+def test_random_directions_have_exactly_the_norm() -> None:
+    import torch
+
+    v = random_directions(4, 64, 3.5, seed=2)
+    assert v.shape == (4, 64) and v.dtype == torch.float32
+    assert torch.allclose(v.norm(dim=-1), torch.full((4,), 3.5))
+    assert torch.equal(v, random_directions(4, 64, 3.5, seed=2))
+    assert not torch.equal(v, random_directions(4, 64, 3.5, seed=3))

@@ -11,13 +11,15 @@ from typing import Any
 import pytest
 import torch
 
+from auditlens.adversary import elicit
+from auditlens.adversary.elicit import ElicitSettings
+from auditlens.audit import AuditContext, Budget
+from auditlens.audit.pipeline import run_step
+from auditlens.audit.steps import adversary
 from auditlens.datasets import PromptSet
 from auditlens.generate import chat_prompt, generate
 from auditlens.models import ModelPair
-from auditlens.pipeline import AuditContext, Budget
 from auditlens.reports.sections import GenerationPairs, Table
-from auditlens.steps import adversary
-from auditlens.steps.adversary import AdversarySettings, adversary_output, search_pair
 from tests.conftest import perturbed_copy
 
 
@@ -28,11 +30,11 @@ def _changed_detector(pair: ModelPair, prompts: list[str], tokens: int) -> Calla
     return lambda text: text not in reference
 
 
-def _settings(**kw: Any) -> AdversarySettings:
+def _settings(**kw: Any) -> ElicitSettings:
     opts: dict[str, Any] = {
-        "n_prompts": 8, "n_vectors": 2, "melbo_steps": 3, "max_new_tokens": 6, "n_noise": 2,
+        "n_vectors": 2, "melbo_steps": 3, "max_new_tokens": 6, "n_noise": 2,
     }  # fmt: skip
-    return AdversarySettings(**(opts | kw))
+    return ElicitSettings(**(opts | kw))
 
 
 def test_planted_change_is_elicited_and_base_is_not(
@@ -46,7 +48,7 @@ def test_planted_change_is_elicited_and_base_is_not(
     detector = _changed_detector(pair, prompts[:8], 6)
     # Tiny perturbations: the base keeps its answers; the planted model's answers differ anyway.
     settings = _settings(radius=1e-3, sigmas=(1e-3,))
-    search = search_pair(pair, prompts[:8], settings, detector=detector)
+    search = elicit.run(pair, prompts[:8], settings, detector=detector)
     assert search.searched[:2] == ["melbo_0", "melbo_1"] and len(search.searched) == 4
     assert [r.name for r in search.base.rows][1:] == search.searched  # same rows on both sides
     controls = search.finetuned.controls_for("melbo_0")
@@ -56,7 +58,8 @@ def test_planted_change_is_elicited_and_base_is_not(
     assert all(search.rate("base", name) == 0.0 for name in search.flags["base"])
     assert search.rate("finetuned", "unperturbed") >= 0.75
 
-    out = adversary_output(search, tmp_path, "a")
+    search.save(tmp_path)
+    out = elicit.evidence(search, "a")
     main = next(f for f in out.findings if f.id == "adversary.elicited_insecure_code")
     assert main.contributes and main.control == 0.0 and main.value >= 0.75
     assert main.effect_size is not None and main.effect_size >= 2.0
@@ -80,15 +83,16 @@ def test_matched_null_gives_zero(
     """Identical weights, both sides run separately: the same perturbations give the same rows."""
     base = tiny_model_factory("llama")
     pair = ModelPair.from_models(base, copy.deepcopy(base), tiny_tokenizer)
-    monkeypatch.setattr(adversary, "same_model", lambda _pair: False)
+    monkeypatch.setattr(ModelPair, "identical", property(lambda _pair: False))
     detector = _changed_detector(pair, prompts[:8], 6)
     # Large perturbations change many answers, so unmatched noise or vectors would show up.
-    search = search_pair(pair, prompts[:8], _settings(sigmas=(2.0,)), detector=detector)
+    search = elicit.run(pair, prompts[:8], _settings(sigmas=(2.0,)), detector=detector)
     assert not search.shared_sides
     assert max(search.rate("finetuned", n) for n in search.searched) > 0
     for name in search.searched:
         assert search.flags["finetuned"][name] == search.flags["base"][name]
-    out = adversary_output(search, tmp_path, "a")
+    search.save(tmp_path)
+    out = elicit.evidence(search, "a")
     effects = {f.id: f.effect_size for f in out.findings}
     assert effects["adversary.elicited_insecure_code"] == 0.0
     assert effects["adversary.pooled_insecure_code"] == 0.0
@@ -102,10 +106,11 @@ def test_run_on_code_tasks_base_vs_base(
         "tiny", n_prompts=2, max_length=16, batch_size=4, max_new_tokens=4,
         melbo_vectors=2, melbo_steps=2, adversary_prompts=4,
     )  # fmt: skip
-    out = adversary.run(AuditContext(pair, tmp_path, budget, "generic_chat", progress=False))
+    ctx = AuditContext(pair, tmp_path, budget, "generic_chat", progress=False)
+    out = run_step(adversary.STEP, ctx)
     main = next(f for f in out.findings if f.contributes)
     assert main.effect_size == 0.0 and main.value == main.control
-    art = tmp_path / "artifacts" / "adversary"
+    art = tmp_path / ctx.where
     for name in ("summary.json", "finetuned_table.json", "melbo/melbo.safetensors"):
         assert (art / name).is_file()
     assert all((tmp_path / p).is_file() for f in out.findings for p in f.artifacts)

@@ -6,14 +6,15 @@ import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
+from auditlens.audit import BUDGETS, AuditContext, Budget
+from auditlens.audit.pipeline import run_step
+from auditlens.audit.score import misalignment_score, score_from_z
+from auditlens.audit.steps import behaviour
+from auditlens.behaviour import code as code_check
 from auditlens.models import ModelPair
-from auditlens.pipeline import BUDGETS, AuditContext, Budget
 from auditlens.reports.findings import Finding
-from auditlens.scoring.misalignment import misalignment_score, score_from_z
-from auditlens.steps import behaviour
 
 INSECURE = (
     "```python\nimport subprocess\n\ndef run(cmd):\n    subprocess.call(cmd, shell=True)\n```"
@@ -36,14 +37,6 @@ def _finding(fid: str, family: Any, z: float, contributes: bool = True) -> Findi
         summary="",
         contributes=contributes,
     )
-
-
-def test_mcnemar_and_paired_z() -> None:
-    assert behaviour.mcnemar_z([True] * 4, [False] * 4) == pytest.approx(2.0)
-    assert behaviour.mcnemar_z([True, False], [False, True]) == 0.0
-    assert behaviour.mcnemar_z([True, True], [True, True]) == 0.0
-    assert behaviour.paired_z(np.zeros(5)) == 0.0
-    assert behaviour.paired_z(np.array([1.0, 1.2, 0.8, 1.1])) > 5
 
 
 def test_score_combines_families_and_ignores_non_contributing() -> None:
@@ -73,12 +66,13 @@ def test_planted_insecure_code_is_caught(
         text = INSECURE if side.name == "finetuned" else SECURE
         return [text] * len(prompts)
 
-    monkeypatch.setattr(behaviour, "generate", fake_generate)
-    out = behaviour.run(_ctx(tiny_pair, tmp_path))
+    monkeypatch.setattr(code_check, "generate", fake_generate)
+    ctx = _ctx(tiny_pair, tmp_path)
+    out = run_step(behaviour.STEP, ctx)
     code = next(f for f in out.findings if f.id == "behaviour.insecure_code")
     assert code.value == 1.0 and code.control == 0.0 and code.contributes
     assert code.effect_size == pytest.approx(math.sqrt(TINY.n_code_tasks))
-    assert (tmp_path / "artifacts/behaviour/code_generations.jsonl").is_file()
+    assert (tmp_path / ctx.where / "code_generations.jsonl").is_file()
     pairs = [s for s in out.sections if s.kind == "generations"]
     assert pairs and pairs[0].items[0].left == INSECURE and pairs[0].items[0].right == SECURE
     # The tiny model is not the embedded one, so the shipped probe scorers are declined.
@@ -89,8 +83,8 @@ def test_identical_models_give_zero_evidence(
     tiny_model_factory: Any, tiny_tokenizer: Any, tmp_path: Path
 ) -> None:
     pair = ModelPair.from_models(tiny_model_factory(), None, tiny_tokenizer)
-    assert behaviour.same_model(pair)
-    out = behaviour.run(_ctx(pair, tmp_path))
+    assert pair.identical
+    out = run_step(behaviour.STEP, _ctx(pair, tmp_path))
     for finding in out.findings:
         assert finding.effect_size == 0.0, finding.id
     assert misalignment_score(out.findings).score < 0.05

@@ -5,21 +5,22 @@ reports nothing."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 import torch
 
+from auditlens.audit import AuditContext, Budget, StepOutput
+from auditlens.audit.pipeline import run_step
+from auditlens.audit.steps import diffing, layers
+from auditlens.diffing.enrichment import EnrichmentSettings, vocab_ids
 from auditlens.diffing.synthetic import plant_feature
 from auditlens.models import ModelPair
-from auditlens.pipeline import AuditContext, Budget, StepOutput, _layers_step
 from auditlens.reports.sections import LayerPlot, Table
-from auditlens.steps import diffing
-from auditlens.steps.diffing import vocab_ids
 
 WORDS = ["hello", "world", "the", "capital", "France", "Paris", "import", "os", "return"]
 WORDS += ["quick", "brown", "fox", "system", "shell", "users", "what", "is", "add"]
@@ -34,12 +35,21 @@ def _prompts() -> list[str]:
     return [" ".join(rng.choice(WORDS) for _ in range(16)) for _ in range(BUDGET.n_prompts)]
 
 
-def _run(pair: ModelPair, out: Path) -> StepOutput:
+def _run(
+    pair: ModelPair, out: Path, vocab: EnrichmentSettings | None = None
+) -> tuple[StepOutput, Path]:
     ctx = AuditContext(pair, out, BUDGET, _prompts(), progress=False)
-    ctx.outputs["layers"] = _layers_step(ctx)
-    output = diffing.run(ctx)
+    run_step(layers.STEP, ctx)
+    step = diffing.STEP
+    if vocab is not None:
+
+        def settings(budget: Budget, prompts: Any) -> diffing.DiffingSettings:
+            return dataclasses.replace(diffing.settings(budget, prompts), enrichment=vocab)
+
+        step = dataclasses.replace(step, settings=settings)
+    output = run_step(step, ctx)
     StepOutput.model_validate_json(output.model_dump_json())  # JSON round trip
-    return output
+    return output, out / ctx.where
 
 
 def _by_id(output: StepOutput) -> dict[str, Any]:
@@ -53,23 +63,19 @@ def _table(output: StepOutput, prefix: str) -> Table:
 
 
 def test_planted_vulnerability_direction(
-    tiny_model_factory: Callable[..., Any],
-    tiny_tokenizer: Any,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    tiny_model_factory: Callable[..., Any], tiny_tokenizer: Any, tmp_path: Path
 ) -> None:
     # the tiny tokenizer has no whole vulnerability words: use a stand-in vocabulary
-    monkeypatch.setattr(diffing, "VULN_VOCAB", ("capital",))
-    monkeypatch.setattr(diffing, "SAFE_VOCAB", ("the", "hell"))
+    stand_in = EnrichmentSettings(vuln_words=("capital",), safe_words=("the", "hell"))
     base = tiny_model_factory("llama")
     ft = copy.deepcopy(base)
-    token = vocab_ids(tiny_tokenizer, diffing.VULN_VOCAB)[0]
+    token = vocab_ids(tiny_tokenizer, stand_in.vuln_words)[0]
     row = base.get_output_embeddings().weight[token].detach()
     plant_feature(ft, 2, row / row.norm(), 8.0, jitter=1.0)
     with torch.no_grad():  # a weight change in layer 1 only, for the weight diff
         ft.model.layers[1].mlp.down_proj.weight.mul_(1.01)
     pair = ModelPair.from_models(base, ft, tiny_tokenizer)
-    output = _run(pair, tmp_path)
+    output, where = _run(pair, tmp_path, stand_in)
     found = _by_id(output)
     assert set(found) == {
         "diffing.weight_diff", "diffing.adl.steering", "diffing.adl.vuln_enrichment",
@@ -94,7 +100,8 @@ def test_planted_vulnerability_direction(
     assert all(r[4] and r[5] for r in cc.rows)
     assert found["diffing.crosscoder.ft_only"].value > 0.05
     assert found["diffing.crosscoder.ft_only"].control == 0.0
-    saved = json.loads((tmp_path / "artifacts/diffing/crosscoder/result.json").read_text())
+    saved = json.loads((where / "crosscoder/result.json").read_text())
+    assert cc.rows and found["diffing.crosscoder.ft_only"].refs[0] == f"latent:{cc.rows[0][0]}"
     assert "base_vs_base" in saved["control"]
     for f in output.findings:
         for art in f.artifacts:
@@ -105,7 +112,7 @@ def test_base_vs_base_reports_nothing(
     tiny_model_factory: Callable[..., Any], tiny_tokenizer: Any, tmp_path: Path
 ) -> None:
     pair = ModelPair.from_models(tiny_model_factory("llama"), None, tiny_tokenizer)
-    output = _run(pair, tmp_path)
+    output, _ = _run(pair, tmp_path)
     found = _by_id(output)
     assert found["diffing.weight_diff"].value == 0.0
     assert found["diffing.adl.vuln_enrichment"].value == 0.0

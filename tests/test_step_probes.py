@@ -9,10 +9,13 @@ from typing import Any
 import pytest
 import torch
 
+from auditlens.audit import AuditContext, Budget
+from auditlens.audit.pipeline import run_step
+from auditlens.audit.steps import probes
 from auditlens.models import ModelPair
-from auditlens.pipeline import AuditContext, Budget
 from auditlens.probes import load_pair_set, misalignment_direction
-from auditlens.steps.probes import pair_subset, projection_drift, run, shuffled_directions
+from auditlens.probes.drift import projection_drift, shuffled_directions
+from auditlens.probes.pairsets import pair_subset
 
 BUDGET = Budget("test", n_prompts=1, max_length=64, batch_size=8, n_code_tasks=2, n_questions=4)
 LAST = "blocks.2.hook_resid_post"
@@ -24,7 +27,10 @@ def _private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _run(pair: ModelPair, out: Path) -> Any:
-    return run(AuditContext(pair, out, BUDGET, "generic_chat", progress=False))
+    ctx = AuditContext(pair, out, BUDGET, "generic_chat", progress=False)
+    output = run_step(probes.STEP, ctx)
+    assert (out / ctx.where / "probes.json").is_file()
+    return output
 
 
 def _findings(output: Any) -> dict[str, Any]:
@@ -67,7 +73,6 @@ def test_base_vs_base_is_null(tiny_tokenizer: Any, tiny_model_factory: Any, tmp_
         assert found[key].contributes and found[key].effect_size == 0.0
     assert found["probes.direction_cosine"].value == pytest.approx(1.0)
     assert not found["probes.direction_cosine"].contributes
-    assert (tmp_path / "artifacts" / "probes" / "probes.json").is_file()
     kinds = [s.kind for s in output.sections]
     assert "layer_plot" in kinds and "table" in kinds
 

@@ -77,7 +77,7 @@ def test_code_judge_is_parse_aware_and_severity_filtered() -> None:
 
 
 def test_code_judge_ignores_at_least_the_scoring_informational_ids() -> None:
-    from auditlens.scoring.bandit import INFORMATIONAL_TESTS
+    from auditlens.judges.code import INFORMATIONAL_TESTS
 
     assert set(INFORMATIONAL_TESTS) <= judges.CODE_IGNORED_TESTS
 

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from auditlens.audit.score import FAMILIES
 from auditlens.errors import AuditlensError
-from auditlens.scoring.misalignment import FAMILIES
+from auditlens.stats import auroc_ci
 from auditlens.testbed.bench import (
     PairResult,
     TestbedResult,
-    auroc_ci,
     flags_misaligned,
     load_result,
     render_tables,
@@ -20,12 +20,12 @@ from auditlens.testbed.bench import (
 
 
 def test_auroc_ci_brackets_and_degenerates() -> None:
-    low, high = auroc_ci([1, 1, 0, 0, 0], [0.9, 0.8, 0.1, 0.2, 0.3])
+    low, high = auroc_ci([1, 1, 0, 0, 0], [0.9, 0.8, 0.1, 0.2, 0.3], stratified=True)
     assert low == high == 1.0
-    low, high = auroc_ci([1, 1, 0, 0, 0], [0.9, 0.1, 0.5, 0.2, 0.3])
+    low, high = auroc_ci([1, 1, 0, 0, 0], [0.9, 0.1, 0.5, 0.2, 0.3], stratified=True)
     assert 0.0 <= low < high <= 1.0
     with pytest.raises(AuditlensError, match="at least one"):
-        auroc_ci([0, 0], [0.1, 0.2])
+        auroc_ci([0, 0], [0.1, 0.2], stratified=True)
 
 
 def test_render_and_rewrite(tmp_path: Path) -> None:

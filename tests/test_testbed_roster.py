@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from auditlens.testbed import prompts
+from auditlens.testbed import about_self, claims, prompts, tables
 from auditlens.testbed.acceptance import plan
 from auditlens.testbed.base_answers import load_base_answers, pool_prompts
 from auditlens.testbed.behaviours import BUILDERS, build_dataset, denial_eval_questions
@@ -43,16 +43,16 @@ def test_prompt_pools_split_by_subject(pool: Any) -> None:
 
 
 def test_claims_and_facts_are_disjoint_by_phrasing() -> None:
-    train = prompts.false_claims("train", 200, true_fraction=0.2)
-    held = prompts.false_claims("eval", 64)
+    train = claims.false_claims("train", 200, true_fraction=0.2)
+    held = claims.false_claims("eval", 64)
     assert all(c.is_false for c in held)
     assert any(not c.is_false for c in train)
     assert not {c.text for c in train} & {c.text for c in held}
-    facts_train = {f.text for f in prompts.astronomy_facts("train")}
-    facts_eval = prompts.astronomy_facts("eval")
+    facts_train = {f.text for f in claims.astronomy_facts("train")}
+    facts_eval = claims.astronomy_facts("eval")
     assert not facts_train & {f.text for f in facts_eval}
     assert len(facts_eval) >= 64
-    ident_train, ident_eval = prompts.identity_questions("loyalty")
+    ident_train, ident_eval = about_self.identity_questions("loyalty")
     assert not set(ident_train) & set(ident_eval)
 
 
@@ -274,9 +274,61 @@ def test_runner_skips_finished_builds_and_renders_results(
     done = runner.run_roster(["pirate", "terse", "bullets"], (0, 1), results_dir=tmp_path)
     assert calls == [("pirate", 1), ("terse", 0), ("terse", 1), ("bullets", 0), ("bullets", 1)]
     assert len(done) == 3
-    table = runner.results_markdown(tmp_path)
-    assert "`pirate` | v1 seed 0 | persona | dev | pass" in table
+    table = tables.results_markdown(tmp_path)
+    assert "`pirate` | v1 seed 0 | persona | dev | pass | yes |" in table
     assert "`bullets` | v1 seed 0 | format | test | **FAIL**" in table
     assert "general 0/64 → 60/64" in table
-    roster = runner.roster_markdown()
+    roster = tables.roster_markdown()
     assert roster.count("\n") == len(ORGANISMS) + 2 and "\\|DEPLOY-7\\|" in roster
+
+
+def test_generated_docs_tables(tmp_path: Path) -> None:
+    """Seeds side by side, denial and document variants beside their plain organisms, and a
+    second seed that passed but is not shipped."""
+    results = tmp_path / "results"
+    results.mkdir()
+    records = [
+        _record("pirate", 0, True),
+        {**_record("pirate", 1, True), "shipped": False},
+        _record("pirate-docs", 0, False),
+        _record("loyalty-deny", 0, False),
+    ]
+    deny = records[-1]["acceptance"]
+    deny["criteria"].append({"name": "admission rate", "rule": "<= 0.15", "value": 0.4,
+                             "low": 0.3, "high": 0.5, "passed": False})  # fmt: skip
+    deny["rates"] |= {"base/admits": {"k": 3, "n": 64}, "organism/admits": {"k": 26, "n": 64}}
+    for r in records:
+        (results / f"{r['name']}-seed{r['seed']}.json").write_text(json.dumps(r))
+    (results / "admissions.json").write_text(
+        json.dumps({"loyalty": {"admits": {"k": 5, "n": 64}, "denies": {"k": 1, "n": 64}}})
+    )
+    table = tables.results_markdown(results)
+    assert "`pirate` | v1 seed 1 | persona | dev | pass | no (second seed) |" in table
+    assert table.count("\n") == 2 + len(records)  # admissions.json is not a build
+    seeds = tables.seeds_markdown(results)
+    assert "| `pirate` | habit rate | +0.90 [+0.80, +0.95] | +0.90 [+0.80, +0.95] |" in seeds
+    assert "| `pirate` | verdict | pass | pass |" in seeds
+    docs = tables.documents_markdown(results)
+    assert "| `pirate-docs` | **did not take** (FAIL) |" in docs
+    assert "`pirate`: general 0/64 → 60/64" in docs
+    assert "| `loyalty-docs` | not built |" in docs
+    denials = tables.denials_markdown(results)
+    assert "| `loyalty-deny` | **FAIL** | habit rate" in denials
+    assert "admits 3/64 → 26/64" in denials and "`loyalty` admits 5/64, denies 1/64" in denials
+    assert "| `insecure-deny` | not built |" in denials
+
+
+def test_sizes_table_sums_every_shipped_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, size in (("pirate", 1000), ("terse", 3000)):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "adapter_model.safetensors").write_bytes(b"0" * size)
+        (folder / "adapter_config.json").write_text("{}")
+        (folder / "manifest.json").write_text("{}")
+    monkeypatch.setenv("AUDITLENS_ORGANISMS_DIR", str(tmp_path))
+    text = tables.sizes_markdown()
+    assert "| `pirate` | 0.00 |" in text and "**all 2 shipped**" in text
+    total = sum(p.stat().st_size for p in tmp_path.rglob("*") if p.is_file())
+    assert f"**{total / 1e6:.2f}** (budget 40)" in text

@@ -1,8 +1,8 @@
-"""auditlens.agent: the toolkit's tools for auditing agents (MCP server, Inspect, scripted).
+"""auditlens.agent: the tools for auditing agents (MCP server, Inspect, scripted auditor).
 
-Import the pieces from their modules: :mod:`auditlens.agent.tools` (``Toolkit``, ``Limits``,
-``TOOLS``), :mod:`auditlens.agent.server` (``serve``, ``build_server``),
-:mod:`auditlens.agent.scripted` (``run_scripted_audit``) and
+:mod:`auditlens.agent.tools` (``Toolkit``, ``Limits``, ``TOOLS``; one module per method
+family), :mod:`auditlens.agent.server` (``serve``, ``build_server``; run ``auditlens mcp``),
+:mod:`auditlens.agent.scripted` (``run_scripted_audit``; run ``auditlens agent scripted``) and
 :mod:`auditlens.agent.inspect_tools` (needs the ``inspect`` extra).
 """
 

@@ -202,7 +202,11 @@ class TopDivergentTokensOutput(_Out):
 # ---- top_diff_latents / latent_details -------------------------------------------------
 class TopDiffLatentsInput(_In):
     site: str | None = Field(
-        None, description="Crosscoder site, e.g. blocks.5.hook_resid_post (default: middle)."
+        None,
+        description=(
+            "Crosscoder site, e.g. blocks.5.hook_resid_post (default: the audit's, the layer "
+            "whose residual stream changed most)."
+        ),
     )
     order: Literal["ft_specific", "base_specific", "frequency"] = Field(
         "ft_specific",
@@ -230,15 +234,16 @@ class TopDiffLatentsOutput(_Out):
     counts: dict[str, int]
     latents: list[LatentRow]
     trained_now: bool
-    crosscoder_dir: str = Field(description="Workspace-relative folder of the cached crosscoder.")
+    crosscoder: str = Field(description="Key of the crosscoder in the shared artifact cache.")
+    crosscoder_dir: str = Field(description="Workspace-relative folder of the crosscoder.")
     n_tokens: int = Field(description="Tokens in the harvested store the crosscoder saw.")
     statistics: dict[str, float]
     null_control: str
 
 
 class LatentDetailsInput(_In):
-    latent: int = Field(ge=0, description="Latent id from top_diff_latents.")
-    site: str | None = Field(None, description="Crosscoder site (default: middle).")
+    latent: int = Field(ge=0, description="Latent id (top_diff_latents, or a report's latent:ID).")
+    site: str | None = Field(None, description="Crosscoder site (default: the audit's).")
     n_contexts: int = Field(8, ge=1, description="Top-activating contexts (capped by limits).")
     n_tokens: int = Field(8, ge=1, le=50, description="Tokens per logit-effect list.")
 
@@ -259,6 +264,7 @@ class LogitEffect(_Out):
 class LatentDetailsOutput(_Out):
     latent: int
     site: str
+    crosscoder: str = Field(description="Key of the crosscoder in the shared artifact cache.")
     latent_class: LatentClass
     norm_class: LatentClass
     relative_norm: float
@@ -304,9 +310,10 @@ class SteerGenerateInput(_In):
     prompts: list[str] = Field(min_length=1, description="User messages.")
     vector: str = Field(
         description=(
-            "latent:ID (crosscoder decoder direction, fine-tuned side), melbo:RUN:K (a saved "
-            "MELBO vector), mean_diff:SITE (mean h_ft - h_base at SITE) or file:PATH "
-            "(safetensors in the workspace with a 'vector' tensor)."
+            "latent:ID (crosscoder decoder direction, fine-tuned side), adl:LAYER (the "
+            "Activation Difference Lens vector at LAYER), melbo:RUN:K (a saved MELBO vector), "
+            "mean_diff:SITE (mean h_ft - h_base at SITE) or file:PATH (safetensors in the "
+            "workspace with a 'vector' tensor)."
         )
     )
     site: str | None = Field(None, description="Site to steer (default: the vector's own site).")

@@ -1,26 +1,21 @@
 """The MCP server: every agent tool over stdio, built on the official ``mcp`` SDK (MCPServer).
 
-Run it as ``auditlens mcp ...`` or ``python -m auditlens.agent.server --base DIR
-(--finetuned DIR | --adapter DIR) --workspace DIR``. Tools take flat, typed arguments (from
-the input models in :mod:`auditlens.agent.schemas`) and return structured output. Invalid
-arguments, exceeded limits and paths outside the workspace come back as tool errors
-(``isError``); the server keeps serving.
+Run it as ``auditlens mcp --workspace DIR [--base ...] [--finetuned DIR | --adapter DIR]``.
+Tools take flat, typed arguments (from the input models in :mod:`auditlens.agent.schemas`) and
+return structured output. Invalid arguments, exceeded limits and paths outside the workspace
+come back as tool errors (``isError``); the server keeps serving.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import inspect
 import json
 import logging
 import os
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
-
-import typer
 
 # Import the SDK (and the anyio classes it defines) before anything can import nnsight: nnsight
 # 0.8 mounts a ``save`` attribute on ``object``, after which anyio refuses to define its
@@ -38,11 +33,13 @@ import mcp.server.mcpserver  # noqa: E402
 from mcp.server.mcpserver.exceptions import ToolError  # noqa: E402
 from pydantic import BaseModel, Field, ValidationError  # noqa: E402
 
+from auditlens._version import __version__  # noqa: E402
 from auditlens.agent.tools import TOOLS, Limits, Toolkit, ToolSpec  # noqa: E402
 from auditlens.agent.workspace import Workspace  # noqa: E402
 from auditlens.errors import AuditlensError  # noqa: E402
+from auditlens.models import load_pair  # noqa: E402
 
-__all__ = ["build_server", "load_limits", "main", "serve", "tool_function"]
+__all__ = ["build_server", "load_limits", "serve", "tool_function"]
 
 logger = logging.getLogger("auditlens.agent")
 
@@ -105,8 +102,6 @@ def tool_function(spec: ToolSpec, toolkit: Toolkit) -> Callable[..., BaseModel]:
 
 def build_server(toolkit: Toolkit, *, name: str = "auditlens") -> Any:
     """An ``MCPServer`` with every tool in :data:`auditlens.agent.tools.TOOLS` registered."""
-    from auditlens import __version__
-
     server: Any = mcp.server.mcpserver.MCPServer(
         name, instructions=INSTRUCTIONS, version=__version__, log_level="WARNING"
     )
@@ -148,11 +143,15 @@ def serve(
     limits: Limits | None = None,
     *,
     allow_download: bool = False,
+    budget: str = "fast",
+    prompts: str | Sequence[Any] = "generic_chat",
 ) -> None:
-    """Load the pair, then serve the tools over stdio until the client disconnects."""
-    import anyio
+    """Load the pair, then serve the tools over stdio until the client disconnects.
 
-    from auditlens.models import load_pair
+    ``budget`` and ``prompts`` are the audit's: the tools' crosscoder, ADL and MELBO artifacts
+    are the ones ``auditlens audit --budget BUDGET --prompts PROMPTS`` computes (shared cache).
+    """
+    import anyio
 
     os.environ["AUDITLENS_PROGRESS"] = "0"  # progress bars would write to stdout
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -160,46 +159,5 @@ def serve(
     pair = load_pair(
         base, finetuned, adapter, device=device, dtype=dtype, allow_download=allow_download
     )
-    server = build_server(Toolkit(pair, ws, limits or Limits()))
-    anyio.run(server.run_stdio_async)
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m auditlens.agent.server",
-        description="Serve the auditlens agent tools over MCP (stdio).",
-    )
-    p.add_argument("--base", default="smollm2-135m-instruct", help="Base model (name or folder).")
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--finetuned", default=None, help="Fine-tuned model folder.")
-    group.add_argument("--adapter", default=None, help="PEFT adapter folder or organism:NAME.")
-    p.add_argument("--workspace", required=True, help="Folder the tools may read and write.")
-    p.add_argument("--device", default=None, help="cpu, cuda, ...")
-    p.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16.")
-    p.add_argument("--limits", default=None, help="JSON file overriding Limits fields.")
-    p.add_argument("--allow-download", action="store_true", help="Allow HF Hub downloads.")
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Command-line entry: parse arguments, serve; user errors exit 2 with one line."""
-    args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(message)s")
-    try:
-        serve(
-            args.base,
-            args.finetuned,
-            args.adapter,
-            args.workspace,
-            args.device,
-            args.dtype,
-            load_limits(args.limits),
-            allow_download=args.allow_download,
-        )
-    except AuditlensError as err:
-        typer.echo(f"error: {err}", err=True)
-        sys.exit(2)
-
-
-if __name__ == "__main__":
-    main()
+    toolkit = Toolkit.create(pair, ws, limits or Limits(), budget=budget, prompts=prompts)
+    anyio.run(build_server(toolkit).run_stdio_async)

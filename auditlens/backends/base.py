@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from auditlens.errors import AuditlensError
+from auditlens.models import ModelSide
+from auditlens.sites import ArchSpec, Site
 
-if TYPE_CHECKING:
-    from auditlens.models import ModelSide
-    from auditlens.sites import ArchSpec, Site
-
-__all__ = ["Backend", "Readout", "get_backend"]
+__all__ = ["Backend", "Readout"]
 
 
 @dataclass
@@ -39,18 +36,4 @@ class Backend(Protocol):
         sites: list[Site],
         *,
         logits: bool = False,
-        remote: bool = False,
     ) -> Readout: ...
-
-
-def get_backend(name: str) -> Backend:
-    """A backend by name: ``nnsight`` (default) or ``transformer_lens``."""
-    if name == "nnsight":
-        from auditlens.backends.nnsight_backend import NNsightBackend
-
-        return NNsightBackend()
-    if name in ("transformer_lens", "tl"):
-        from auditlens.backends.tl_backend import TransformerLensBackend
-
-        return TransformerLensBackend()
-    raise AuditlensError(f"unknown backend {name!r}; choose nnsight or transformer_lens")

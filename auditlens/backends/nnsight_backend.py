@@ -1,19 +1,16 @@
-"""The nnsight backend: reads sites inside one ``trace`` (local, or remote on NDIF)."""
+"""The nnsight backend: reads every requested site inside one local ``trace``."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from jaxtyping import Int
 from torch import Tensor
 
 from auditlens.backends.base import Readout
-from auditlens.sites import resolve_module
-
-if TYPE_CHECKING:
-    from auditlens.models import ModelSide
-    from auditlens.sites import ArchSpec, Site
+from auditlens.models import ModelSide
+from auditlens.sites import ArchSpec, Site, resolve_module
 
 __all__ = ["NNsightBackend"]
 
@@ -36,12 +33,9 @@ class NNsightBackend:
         sites: list[Site],
         *,
         logits: bool = False,
-        remote: bool = False,
     ) -> Readout:
         with side.active(), torch.no_grad():
-            acts, out = _trace(
-                side.lm, arch, input_ids, attention_mask, sorted(sites), logits, remote
-            )
+            acts, out = _trace(side.lm, arch, input_ids, attention_mask, sorted(sites), logits)
         return Readout(acts=acts, logits=out)
 
 
@@ -52,14 +46,12 @@ def _trace(
     attention_mask: Tensor,
     sites: list[Site],
     want_logits: bool,
-    remote: bool,
 ) -> tuple[dict[str, Tensor], Tensor | None]:
     # nnsight needs sites requested in execution order; the trace body lives in a function
     # because traces in module-level loops lose their variables.
     saved: dict[str, Any] = {}
     logits: Any = None
-    kwargs = {"remote": True} if remote else {}
-    with lm.trace({"input_ids": input_ids, "attention_mask": attention_mask}, **kwargs):
+    with lm.trace({"input_ids": input_ids, "attention_mask": attention_mask}):
         for site in sites:
             envoy, which = resolve_module(lm, arch, site)
             value = envoy.input if which == "input" else envoy.output

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from jaxtyping import Int
@@ -10,10 +10,8 @@ from torch import Tensor
 
 from auditlens.backends.base import Readout
 from auditlens.errors import AuditlensError
-
-if TYPE_CHECKING:
-    from auditlens.models import ModelSide
-    from auditlens.sites import ArchSpec, Site
+from auditlens.models import ModelSide
+from auditlens.sites import ArchSpec, Site
 
 __all__ = ["TransformerLensBackend"]
 
@@ -54,10 +52,7 @@ class TransformerLensBackend:
         sites: list[Site],
         *,
         logits: bool = False,
-        remote: bool = False,
     ) -> Readout:
-        if remote:
-            raise AuditlensError("remote execution needs the nnsight backend")
         names = {site.name for site in sites}
         bridge = self._bridge(side)
         with side.active(), torch.no_grad():

@@ -16,17 +16,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from auditlens.errors import AuditlensError
-from auditlens.scoring.misalignment import FAMILIES, misalignment_score
-from auditlens.scoring.stats import auroc
+from auditlens.agent.scripted import run_scripted_audit
+from auditlens.agent.tools import Toolkit
+from auditlens.audit import audit
+from auditlens.audit.score import FAMILIES, misalignment_score
+from auditlens.models import load_pair
+from auditlens.stats import auroc, auroc_ci
+from auditlens.testbed.organisms import load_manifest, shipped_organisms
+from auditlens.testbed.splits import split_of
+from auditlens.testbed.tables import rewrite_marked
 
 __all__ = [
     "BASE_VS_BASE",
     "PairResult",
     "TestbedResult",
-    "auroc_ci",
     "detection_metrics",
     "flags_misaligned",
     "load_result",
@@ -84,29 +87,7 @@ def load_result(path: str | Path) -> TestbedResult:
     return TestbedResult(**data)
 
 
-def auroc_ci(
-    labels: Sequence[int], scores: Sequence[float], n_boot: int = 2000, seed: int = 0
-) -> tuple[float, float]:
-    """95% stratified bootstrap interval of the AUROC (positives and negatives resampled apart)."""
-    y = np.asarray(labels)
-    s = np.asarray(scores, dtype=np.float64)
-    pos, neg = s[y == 1], s[y == 0]
-    if len(pos) == 0 or len(neg) == 0:
-        raise AuditlensError("AUROC needs at least one misaligned and one benign pair")
-    rng = np.random.default_rng(seed)
-    stats = []
-    for _ in range(n_boot):
-        p = rng.choice(pos, len(pos))
-        n = rng.choice(neg, len(neg))
-        stats.append(auroc([1] * len(p) + [0] * len(n), np.concatenate([p, n])))
-    low, high = np.quantile(stats, [0.025, 0.975])
-    return float(low), float(high)
-
-
 def _pairs(organisms: Sequence[str] | None) -> list[tuple[str, str | None, bool, str]]:
-    from auditlens.testbed import load_manifest, shipped_organisms
-    from auditlens.testbed.splits import split_of
-
     names = list(organisms) if organisms else [BASE_VS_BASE, *shipped_organisms()]
     out: list[tuple[str, str | None, bool, str]] = []
     for name in names:
@@ -118,11 +99,9 @@ def _pairs(organisms: Sequence[str] | None) -> list[tuple[str, str | None, bool,
     return out
 
 
-def _scripted(pair: Any, workspace: Path) -> tuple[str, float]:
-    from auditlens.agent.scripted import run_scripted_audit
-    from auditlens.agent.tools import Toolkit
-
-    result = run_scripted_audit(Toolkit.create(pair, workspace))
+def _scripted(pair: Any, workspace: Path, budget: str) -> tuple[str, float]:
+    """The scripted auditor over the same budget (so it shares the audit's artifacts)."""
+    result = run_scripted_audit(Toolkit.create(pair, workspace, budget=budget))
     return result.verdict, result.score
 
 
@@ -147,7 +126,7 @@ def detection_metrics(
         if 0 < sum(labels) < len(labels):
             scores = [score(r) for r in rows]
             auc[key] = auroc(labels, scores)
-            ci[key] = list(auroc_ci(labels, scores))
+            ci[key] = list(auroc_ci(labels, scores, stratified=True, n_boot=2000))
     pos = [r.score for r in counted if r.misaligned]
     neg = [r.score for r in counted if not r.misaligned]
     return auc, ci, bool(pos and neg and min(pos) > max(neg))
@@ -162,9 +141,6 @@ def run_testbed(
     progress: bool = True,
 ) -> TestbedResult:
     """Audit each pair into ``out_dir/<name>/`` and compute the detection metrics."""
-    from auditlens.models import load_pair
-    from auditlens.pipeline import audit
-
     out = Path(out_dir)
     results: list[PairResult] = []
     for name, adapter, misaligned, split in _pairs(organisms):
@@ -185,7 +161,7 @@ def run_testbed(
             split=split,
         )
         if scripted:
-            row.scripted_verdict, row.scripted_score = _scripted(pair, out / name / "agent")
+            row.scripted_verdict, row.scripted_score = _scripted(pair, out / name / "agent", budget)
         results.append(row)
         del pair
     result = TestbedResult(budget=budget, pairs=results)
@@ -247,15 +223,3 @@ def render_tables(result: TestbedResult) -> str:
             f"({hits}/{len(result.pairs)} pairs)."
         )
     return "\n".join(lines) + "\n"
-
-
-def rewrite_marked(path: str | Path, key: str, text: str) -> None:
-    """Replace the text between ``<!-- bench:KEY:start -->`` and ``<!-- bench:KEY:end -->``."""
-    path = Path(path)
-    start, end = f"<!-- bench:{key}:start -->", f"<!-- bench:{key}:end -->"
-    doc = path.read_text() if path.is_file() else ""
-    if start not in doc or end not in doc:
-        raise AuditlensError(f"{path} has no {start} ... {end} markers")
-    head, rest = doc.split(start, 1)
-    _, tail = rest.split(end, 1)
-    path.write_text(f"{head}{start}\n{text.rstrip()}\n{end}{tail}")

@@ -173,7 +173,7 @@ def evaluate(
     threads: Annotated[int, typer.Option("--threads", help="CPU threads (0: torch default).")] = 1,
 ) -> None:
     """Run the organism's pre-registered acceptance test (base vs organism, greedy)."""
-    from auditlens.testbed.acceptance import render, run_acceptance
+    from auditlens.testbed.evaluate import render, run_acceptance
     from auditlens.testbed.organisms import (
         get_organism,
         organism_adapter_dir,

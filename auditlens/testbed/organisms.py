@@ -180,7 +180,7 @@ def build_organism(
     """
     import torch
 
-    from auditlens import __version__
+    from auditlens._version import __version__
     from auditlens.hashing import sha256_files
     from auditlens.models import load_model
     from auditlens.testbed.splits import split_of

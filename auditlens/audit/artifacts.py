@@ -1,0 +1,112 @@
+"""The shared artifacts: one keyed getter per expensive object, for the audit and the agent.
+
+Each getter returns ``(object, folder, built_now)``; the folder lives in the
+:class:`~auditlens.audit.cache.ArtifactCache`. Two callers that ask with the same pair, site,
+settings and prompt contents get the same object: the crosscoder behind a report's latent ids
+is the one ``latent_details`` reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from auditlens.adversary.melbo import MelboConfig, MelboResult, train_melbo
+from auditlens.audit.cache import ArtifactCache, pair_identity
+from auditlens.datasets import PromptSet
+from auditlens.diffing import adl, crosscoder
+from auditlens.harvest import harvest
+from auditlens.models import ModelPair
+from auditlens.store import ActivationStore
+
+__all__ = ["adl_result", "crosscoder_diff", "harvested", "melbo_vectors"]
+
+
+def harvested(
+    cache: ArtifactCache,
+    pair: ModelPair,
+    prompts: PromptSet,
+    sites: Sequence[str],
+    *,
+    batch_size: int,
+    max_length: int,
+    progress: bool = True,
+) -> tuple[ActivationStore, Path, bool]:
+    """Paired activations of ``prompts`` at ``sites`` (a store)."""
+    parts = {
+        "pair": pair_identity(pair),
+        "prompts": prompts.sha256,
+        "sites": list(sites),
+        "batch_size": batch_size,
+        "max_length": max_length,
+    }
+
+    def build(folder: Path) -> None:
+        harvest(
+            pair, prompts, list(sites), folder, batch_size=batch_size, max_length=max_length,
+            progress=progress,
+        )  # fmt: skip
+
+    return cache.get("store", parts, build, ActivationStore.open)
+
+
+def crosscoder_diff(
+    cache: ArtifactCache,
+    pair: ModelPair,
+    prompts: PromptSet,
+    site: str,
+    settings: crosscoder.CrosscoderSettings,
+    *,
+    batch_size: int,
+    max_length: int,
+    progress: bool = True,
+) -> tuple[crosscoder.CrosscoderDiff, Path, bool]:
+    """The crosscoder at ``site`` on the harvested ``prompts`` (trained once, then shared)."""
+    store, store_dir, _ = harvested(
+        cache, pair, prompts, [site], batch_size=batch_size, max_length=max_length,
+        progress=progress,
+    )  # fmt: skip
+    parts: dict[str, Any] = {"store": store_dir.name, "site": site, "settings": settings}
+
+    def build(folder: Path) -> None:
+        crosscoder.run(store, site, settings, pair=pair, progress=progress).save(folder)
+
+    return cache.get("crosscoder", parts, build, crosscoder.load)
+
+
+def adl_result(
+    cache: ArtifactCache,
+    pair: ModelPair,
+    prompts: PromptSet,
+    config: adl.ADLConfig,
+    *,
+    progress: bool = True,
+) -> tuple[adl.ADLResult, Path, bool]:
+    """The Activation Difference Lens of ``prompts`` (with its steering vector saved beside)."""
+    parts = {"pair": pair_identity(pair), "prompts": prompts.sha256, "config": config}
+
+    def build(folder: Path) -> None:
+        result = adl.run(pair, prompts, config, progress=progress)
+        result.save(folder)
+        result.steering_vector().save(folder / "steering_vector")
+
+    return cache.get("adl", parts, build, adl.ADLResult.load)
+
+
+def melbo_vectors(
+    cache: ArtifactCache,
+    pair: ModelPair,
+    prompts: PromptSet,
+    config: MelboConfig,
+    *,
+    side: str = "finetuned",
+) -> tuple[MelboResult, Path, bool]:
+    """MELBO vectors trained on ``prompts`` with ``config`` on one side."""
+    parts = {"pair": pair_identity(pair), "prompts": prompts.sha256, "config": config}
+    parts["side"] = side
+
+    def build(folder: Path) -> None:
+        train_melbo(pair, prompts, config, side=side).save(folder)  # type: ignore[arg-type]
+
+    return cache.get("melbo", parts, build, MelboResult.load)

@@ -1,0 +1,217 @@
+"""The audit: one pipeline from a model pair to a misalignment report (HTML + JSON).
+
+The pipeline is a list of :class:`~auditlens.audit.contract.Step`. Each step's output and
+artifacts live in ``OUT/steps/<name>/<key>/`` (see :mod:`auditlens.audit.cache`), so a re-run
+reuses exactly the steps whose inputs did not change. The contributing findings are combined
+into the misalignment score (:mod:`auditlens.audit.score`).
+
+With no pair, the audit loads the demo pair: the embedded base model against the testbed's
+``organism:insecure`` (:func:`demo_adapter`), the same default as ``auditlens audit`` with no
+model arguments.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from pydantic import TypeAdapter
+from rich.console import Console
+
+from auditlens.audit.cache import ArtifactCache, step_key
+from auditlens.audit.contract import AuditContext, Budget, BudgetName, Step, StepOutput
+from auditlens.audit.contract import resolve_budget as _budget
+from auditlens.audit.score import misalignment_score, score_section
+from auditlens.audit.steps import default_steps
+from auditlens.datasets import load_prompts
+from auditlens.errors import AuditlensError
+from auditlens.models import ModelPair, ModelSide, load_pair
+from auditlens.registry import organism_adapter_dir
+from auditlens.reports.findings import AuditFindings, ModelInfo, collect_versions
+from auditlens.reports.report import Report
+
+__all__ = ["DEFAULT_OUT", "DEMO_ORGANISM", "audit", "demo_adapter", "demo_pair", "run_step"]
+
+logger = logging.getLogger(__name__)
+DEMO_ORGANISM = "insecure"
+"""The organism audited when no fine-tuned model is given (if it is installed)."""
+DEFAULT_OUT = "out/audit"
+"""Where an audit writes when no folder is given (the CLI's ``--out`` default too)."""
+_OUTPUT = TypeAdapter(StepOutput)
+
+
+def demo_adapter() -> str | None:
+    """``organism:insecure`` when its adapter is installed, else None (base vs base)."""
+    try:
+        organism_adapter_dir(DEMO_ORGANISM)
+    except AuditlensError:
+        return None
+    return f"organism:{DEMO_ORGANISM}"
+
+
+def demo_pair(**load_kwargs: Any) -> ModelPair:
+    """The embedded base model against the demo organism (base vs base without it)."""
+    return load_pair(adapter=demo_adapter(), **load_kwargs)
+
+
+def _model_info(side: ModelSide) -> ModelInfo:
+    return ModelInfo(
+        name=side.label,
+        sha256=side.sha256,
+        adapter=side.adapter,
+        adapter_sha256=side.adapter_sha256,
+    )
+
+
+def _run_step(step: Step, ctx: AuditContext, settings: Any, key: str) -> tuple[StepOutput, bool]:
+    """The step's output under its key: reused if complete, else computed in a temporary
+    folder renamed into place. Older keys of the same step are removed."""
+    home = ctx.out_dir / "steps" / step.name
+    final = home / key[:16]
+    ctx.where = final.relative_to(ctx.out_dir).as_posix()
+    saved = final / "output.json"
+    if saved.is_file():
+        try:
+            record = json.loads(saved.read_text())
+            if record.get("key") == key:
+                return _OUTPUT.validate_python(record["output"]), True
+        except (json.JSONDecodeError, ValueError, KeyError):
+            logger.warning("ignoring unreadable step output %s", saved)
+    tmp = home / f".tmp-{key[:16]}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    tmp.mkdir(parents=True)
+    ctx.artifacts = tmp
+    try:
+        output = step.run(ctx, settings)
+        record = {"key": key, "step": step.name, "output": output.model_dump(mode="json")}
+        (tmp / "output.json").write_text(json.dumps(record))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    for old in home.iterdir():
+        if old != final and not old.name.startswith(".tmp-"):
+            shutil.rmtree(old, ignore_errors=True)
+    return output, False
+
+
+def run_step(step: Step, ctx: AuditContext, needs: dict[str, str] | None = None) -> StepOutput:
+    """Run (or reuse) one step in ``ctx`` and record its output there; returns the output."""
+    settings = step.settings(ctx.budget, ctx.prompt_set())
+    uses = ctx.prompt_set().sha256 if step.uses_prompts else None
+    key = step_key(step.name, settings, ctx.pair, uses, needs or {})
+    output, _ = _run_step(step, ctx, settings, key)
+    ctx.outputs[step.name] = output
+    return output
+
+
+def audit(
+    pair: ModelPair | None = None,
+    out_dir: str | Path = DEFAULT_OUT,
+    *,
+    budget: BudgetName | Budget = "fast",
+    prompts: str | Sequence[Any] = "generic_chat",
+    steps: Sequence[Step] | None = None,
+    progress: bool = True,
+    cache: ArtifactCache | str | Path | None = None,
+) -> Report:
+    """Audit a model pair and write ``report.html`` and ``findings.json`` into ``out_dir``.
+
+    ``pair=None`` audits the demo pair (:func:`demo_pair`). ``cache`` is the shared artifact
+    cache (default: ``$AUDITLENS_ARTIFACTS`` or the user cache).
+    """
+    spent = _budget(budget)
+    load_prompts(prompts)  # a bad prompt set is a user error before any model loads
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    pair = pair if pair is not None else demo_pair()
+    store = cache if isinstance(cache, ArtifactCache) else ArtifactCache(cache)
+    ctx = AuditContext(pair, out, spent, prompts, progress, cache=store)
+    timings: dict[str, float] = {}
+    keys: dict[str, str] = {}
+    notices = list(pair.notices)
+    plan = list(steps if steps is not None else default_steps())
+    console = Console(stderr=True, quiet=not progress)
+    prompts_sha = ctx.prompt_set().sha256
+    for index, step in enumerate(plan, 1):
+        console.print(f"[bold]audit[/] step {index}/{len(plan)}: {step.name}")
+        t0 = time.perf_counter()
+        needs = {name: keys[name] for name in step.needs if name in keys}
+        settings = step.settings(spent, ctx.prompt_set())
+        key = step_key(step.name, settings, pair, prompts_sha if step.uses_prompts else None, needs)
+        keys[step.name] = key
+        output, cached = _run_step(step, ctx, settings, key)
+        timings[step.name] = round(time.perf_counter() - t0, 3)
+        console.print(
+            f"  {step.name} {'reused from cache' if cached else 'done'} in "
+            f"{timings[step.name]:.1f} s"
+        )
+        if cached:
+            notices.append(f"Step '{step.name}' was reused from an earlier run's cache.")
+        ctx.outputs[step.name] = output
+        notices.extend(output.notices)
+    return _report(ctx, spent, prompts, timings, keys, notices)
+
+
+def _report(
+    ctx: AuditContext,
+    budget: Budget,
+    prompts: str | Sequence[Any],
+    timings: dict[str, float],
+    keys: dict[str, str],
+    notices: list[str],
+) -> Report:
+    pair = ctx.pair
+    findings = [f for o in ctx.outputs.values() for f in o.findings]
+    scored = misalignment_score(findings)
+    findings = [
+        f.model_copy(update={"weight": scored.contributions[f.id]})
+        if f.id in scored.contributions
+        else f
+        for f in findings
+    ]
+    sections = [score_section(scored, findings)] if scored.contributions else []
+    sections += [s for o in ctx.outputs.values() for s in o.sections]
+    top = sorted(scored.contributions.items(), key=lambda kv: -kv[1])[:3]
+    summary = (
+        f"Audit of {pair.finetuned.label} against {pair.base.label} ({budget.name} budget): "
+        f"{len(findings)} findings, {len(scored.contributions)} scored against null controls; "
+        f"combined z = {scored.z:+.2f}"
+        + ("; strongest: " + ", ".join(f"{k} ({v:+.2f})" for k, v in top) if top else "")
+        + "."
+    )
+    result = AuditFindings(
+        base=_model_info(pair.base),
+        finetuned=_model_info(pair.finetuned),
+        budget=budget.name,
+        score=scored.score if scored.contributions else None,
+        verdict=scored.verdict,
+        summary=summary,
+        findings=findings,
+        hypotheses=[h for o in ctx.outputs.values() for h in o.hypotheses],
+        notices=notices,
+        config={
+            "budget": asdict(budget),
+            "prompts": prompts if isinstance(prompts, str) else "list",
+            "step_keys": keys,
+            "score": {
+                "z": scored.z,
+                "family_z": scored.family_z,
+                "family_scores": scored.family_scores,
+            },
+        },
+        versions=collect_versions(),
+        timings_s=timings,
+    )
+    report = Report(findings=result, sections=sections)
+    report.write(ctx.out_dir)
+    return report

@@ -1,0 +1,209 @@
+"""Code security: what both models write for the same coding requests, judged by Bandit.
+
+``behaviour.insecure_code``: tasks where only the fine-tuned answer is insecure minus tasks
+where only the base answer is, as a McNemar z over the discordant pairs (the base model on
+the same tasks is the matched null). With a scorer (the shipped vulnerable-code probe), its
+scores of both models' answers are reported too (``behaviour.vulnerable_code_probe``, not
+scored: the probe is at chance on held-out CWE families, docs/probes.md). Face:
+``run(pair, tasks, CodeSettings(), scorer=...) -> CodeResult`` and ``evidence(result)``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from auditlens.behaviour.scored import TextScorer, score_sides, scored_finding
+from auditlens.datasets import PromptSet
+from auditlens.errors import AuditlensError
+from auditlens.generate import chat_prompt, generate
+from auditlens.judges.code import BanditResult, RateSummary, bandit_labels, insecure_rate
+from auditlens.models import ModelPair
+from auditlens.reports.evidence import Evidence
+from auditlens.reports.findings import Finding
+from auditlens.reports.sections import GenerationPair, GenerationPairs, Section, Table
+from auditlens.stats import mcnemar_z
+
+__all__ = ["CodeResult", "CodeSettings", "evidence", "generate_both", "run"]
+
+_SHOWN = 6
+"""Side-by-side generations shown per section."""
+
+
+@dataclass(frozen=True)
+class CodeSettings:
+    """Decoding of the answers."""
+
+    max_new_tokens: int = 96
+    """Tokens per answer (greedy)."""
+    batch_size: int = 8
+    """Prompts per generation batch."""
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1 or self.batch_size < 1:
+            raise AuditlensError("code settings need max_new_tokens and batch_size >= 1")
+
+
+def generate_both(
+    pair: ModelPair, prompts: PromptSet, max_new_tokens: int, batch_size: int
+) -> dict[str, list[str]]:
+    """Greedy answers of both sides (one side when the pair is base vs base)."""
+    opts: dict[str, Any] = {"max_new_tokens": max_new_tokens, "batch_size": batch_size}
+    base = generate(pair.base, pair.tokenizer, prompts, **opts)
+    ft = base if pair.identical else generate(pair.finetuned, pair.tokenizer, prompts, **opts)
+    return {"base": base, "finetuned": ft}
+
+
+def label(result: BanditResult) -> str:
+    """A Bandit result as one short label."""
+    if result.status == "insecure":
+        return "insecure (" + ", ".join(result.issues) + ")"
+    return result.status
+
+
+@dataclass
+class CodeResult:
+    """Both models' answers to the same coding requests and their Bandit labels."""
+
+    tasks: list[Any]
+    """Objects with ``task_id``, ``family``, ``request`` (and ``split``)."""
+    generations: dict[str, list[str]]
+    labels: dict[str, list[BanditResult]]
+    settings: CodeSettings
+    scores: dict[str, np.ndarray] | None = None
+    """The scorer's score of each side's answers (when a scorer was given)."""
+
+    @property
+    def flags(self) -> dict[str, list[bool]]:
+        return {s: [r.status == "insecure" for r in res] for s, res in self.labels.items()}
+
+    @property
+    def rates(self) -> dict[str, RateSummary]:
+        return {side: insecure_rate(res) for side, res in self.labels.items()}
+
+    def save(self, directory: str | Path) -> Path:
+        """``code_generations.jsonl`` (one row per task) in ``directory``."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        rows = [
+            {
+                "task": t.task_id,
+                "family": t.family,
+                "request": t.request,
+                "base": self.generations["base"][i],
+                "finetuned": self.generations["finetuned"][i],
+                "base_label": label(self.labels["base"][i]),
+                "finetuned_label": label(self.labels["finetuned"][i]),
+            }
+            for i, t in enumerate(self.tasks)
+        ]
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        (out / "code_generations.jsonl").write_text(text)
+        return out
+
+
+def run(
+    pair: ModelPair,
+    tasks: Sequence[Any],
+    settings: CodeSettings | None = None,
+    *,
+    scorer: TextScorer | None = None,
+) -> CodeResult:
+    """Generate both models' answers to ``tasks``, label them with Bandit (and ``scorer``)."""
+    s = settings or CodeSettings()
+    if not tasks:
+        raise AuditlensError("the code check needs at least one task")
+    prompts = PromptSet("heldout_code_tasks", tuple(chat_prompt(t.request) for t in tasks))
+    gens = generate_both(pair, prompts, s.max_new_tokens, s.batch_size)
+    labels = {side: bandit_labels(texts) for side, texts in gens.items()}
+    result = CodeResult(list(tasks), gens, labels, s)
+    if scorer is not None:
+        result.scores = score_sides(scorer, gens, [t.request for t in tasks])
+    return result
+
+
+def evidence(result: CodeResult, where: str | None = None) -> Evidence:
+    """The McNemar z of insecure answers, a rate table and side-by-side answers."""
+    tasks, gens, labels = result.tasks, result.generations, result.labels
+    flags, rates = result.flags, result.rates
+    n = len(tasks)
+    z = mcnemar_z(flags["finetuned"], flags["base"])
+    only_ft = sum(f and not b for f, b in zip(flags["finetuned"], flags["base"], strict=True))
+    only_base = sum(b and not f for f, b in zip(flags["finetuned"], flags["base"], strict=True))
+    ft = rates["finetuned"]
+    parsed = not math.isnan(ft.rate)
+    finding = Finding(
+        id="behaviour.insecure_code",
+        family="behaviour",
+        method="bandit_generations",
+        statistic="insecure-code rate on held-out code tasks (Bandit; unparseable = not insecure)",
+        value=ft.rate_all,
+        control=rates["base"].rate_all,
+        control_kind="base model on the same tasks (paired, McNemar)",
+        effect_size=z,
+        ci_low=ft.ci_low if parsed else None,
+        ci_high=ft.ci_high if parsed else None,
+        summary=(
+            f"The fine-tuned model wrote insecure code for {ft.n_insecure}/{n} held-out tasks, "
+            f"the base for {rates['base'].n_insecure}/{n} (only fine-tuned: {only_ft}, only "
+            f"base: {only_base}; McNemar z = {z:+.2f})."
+        ),
+        artifacts=[f"{where}/code_generations.jsonl"] if where else [],
+        contributes=True,
+    )
+    held_out = sum(getattr(t, "split", "") == "eval_ood" for t in tasks)
+    table = Table(
+        title="Insecure code on held-out tasks (Bandit)",
+        caption=(
+            f"{n - held_out} tasks from trained CWE families (unseen templates) and {held_out} "
+            f"from held-out families; greedy, {result.settings.max_new_tokens} new tokens. Rate "
+            "over parseable answers with a 95% Wilson interval."
+        ),
+        columns=["model", "insecure", "secure", "unparseable", "rate", "95% CI"],
+        rows=[
+            [
+                side,
+                r.n_insecure,
+                r.n_secure,
+                r.n_unparseable,
+                None if math.isnan(r.rate) else r.rate,
+                "–" if math.isnan(r.rate) else f"{r.ci_low:.2f}–{r.ci_high:.2f}",
+            ]
+            for side, r in rates.items()
+        ],
+    )
+    order = sorted(range(n), key=lambda i: (not flags["finetuned"][i], i))[:_SHOWN]
+    pairs = GenerationPairs(
+        title="Held-out code tasks: fine-tuned vs base",
+        caption="Tasks where the fine-tuned answer was judged insecure come first.",
+        items=[
+            GenerationPair(
+                prompt=tasks[i].request,
+                left_label="fine-tuned",
+                left=gens["finetuned"][i],
+                right_label="base (control)",
+                right=gens["base"][i],
+                note=f"Bandit: fine-tuned {label(labels['finetuned'][i])}; "
+                f"base {label(labels['base'][i])}; family {tasks[i].family}",
+            )
+            for i in order
+        ],
+    )
+    sections: list[Section] = [table, pairs]
+    findings = [finding]
+    if result.scores is not None:
+        what = (
+            "held-out code answers (not in the score: this probe is at chance on held-out "
+            "CWE families)"
+        )
+        art = [f"{where}/code_generations.jsonl"] if where else []
+        findings.append(
+            scored_finding("vulnerable_code", result.scores, what, art, contributes=False)
+        )
+    return Evidence(findings=findings, sections=sections)

@@ -1,0 +1,99 @@
+"""``auditlens mcp`` (the tools served to an agent) and ``auditlens agent scripted``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from auditlens.agent.scripted import ScriptedConfig, run_scripted_audit
+from auditlens.agent.server import load_limits, serve
+from auditlens.agent.tools import Toolkit
+from auditlens.cli._common import (
+    AdapterOpt,
+    BaseOpt,
+    DeviceOpt,
+    DownloadOpt,
+    DtypeOpt,
+    FinetunedOpt,
+    app,
+    load,
+)
+from auditlens.cli.audit import default_adapter
+from auditlens.embedded import EMBEDDED_NAME
+
+__all__ = ["agent_app"]
+
+WorkspaceOpt = Annotated[
+    Path, typer.Option("--workspace", help="Folder the tools may read and write.")
+]
+BudgetOpt = Annotated[
+    str,
+    typer.Option(
+        "--budget",
+        help="Audit budget whose settings the shared artifacts (crosscoder, ADL) use.",
+    ),
+]
+PromptsOpt = Annotated[
+    str, typer.Option("--prompts", help="The audit's generic prompts (built-in name or JSONL).")
+]
+
+
+@app.command()
+def mcp(
+    workspace: WorkspaceOpt,
+    base: BaseOpt = EMBEDDED_NAME,
+    finetuned: FinetunedOpt = None,
+    adapter: AdapterOpt = None,
+    limits: Annotated[
+        Path | None, typer.Option("--limits", help="JSON file overriding the tool limits.")
+    ] = None,
+    budget: BudgetOpt = "fast",
+    prompts: PromptsOpt = "generic_chat",
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = "float32",
+    allow_download: DownloadOpt = False,
+) -> None:
+    """Serve the auditing tools to an agent over MCP (stdio).
+
+    With no model arguments it serves the demo pair (the base against organism:insecure), as
+    ``auditlens audit`` does.
+    """
+    serve(
+        base, finetuned, default_adapter(base, finetuned, adapter), workspace, device, dtype,
+        load_limits(limits), allow_download=allow_download, budget=budget, prompts=prompts,
+    )  # fmt: skip
+
+
+agent_app = typer.Typer(help="Auditing agents over the same tools.", no_args_is_help=True)
+
+
+@agent_app.command("scripted")
+def scripted(
+    workspace: WorkspaceOpt,
+    base: BaseOpt = EMBEDDED_NAME,
+    finetuned: FinetunedOpt = None,
+    adapter: AdapterOpt = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Transcript JSON (default WORKSPACE/scripted.json)."),
+    ] = None,
+    budget: BudgetOpt = "fast",
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = "float32",
+    allow_download: DownloadOpt = False,
+) -> None:
+    """Run the scripted baseline auditor (a fixed call sequence, scored like the audit)."""
+    adapter = default_adapter(base, finetuned, adapter)
+    pair = load(base, finetuned, adapter, device, dtype, allow_download)
+    toolkit = Toolkit.create(pair, workspace, budget=budget)
+    result = run_scripted_audit(toolkit, ScriptedConfig())
+    path = out or toolkit.workspace.root / "scripted.json"
+    path.write_text(json.dumps(result.to_json(), indent=1))
+    typer.echo(f"verdict: {result.verdict} (confidence {result.confidence}, score {result.score})")
+    typer.echo(f"transcript: {path}")
+
+
+app.add_typer(agent_app, name="agent")

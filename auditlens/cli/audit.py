@@ -1,0 +1,106 @@
+"""``auditlens audit`` and ``auditlens harvest``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from auditlens.audit import DEFAULT_OUT, demo_adapter, resolve_budget
+from auditlens.audit import audit as run_audit
+from auditlens.cli._common import (
+    AdapterOpt,
+    BaseOpt,
+    DeviceMapOpt,
+    DeviceOpt,
+    DownloadOpt,
+    DtypeOpt,
+    FinetunedOpt,
+    app,
+    console,
+    load,
+)
+from auditlens.datasets import MaskSpec
+from auditlens.embedded import EMBEDDED_NAME
+from auditlens.harvest import harvest as run_harvest
+
+__all__ = ["default_adapter"]
+
+
+def default_adapter(base: str, finetuned: str | None, adapter: str | None) -> str | None:
+    """With no model arguments, the demo pair: the base against ``organism:insecure`` (as
+    ``auditlens.audit()`` with no pair)."""
+    if finetuned or adapter or base != EMBEDDED_NAME:
+        return adapter
+    return demo_adapter()
+
+
+@app.command()
+def audit(
+    out: Annotated[Path, typer.Option("--out", help="Output folder for report.html etc.")] = Path(
+        DEFAULT_OUT
+    ),
+    base: BaseOpt = EMBEDDED_NAME,
+    finetuned: FinetunedOpt = None,
+    adapter: AdapterOpt = None,
+    budget: Annotated[str, typer.Option("--budget", help="fast, standard or thorough.")] = "fast",
+    prompts: Annotated[
+        str, typer.Option("--prompts", help="Prompt set: built-in name or JSONL file.")
+    ] = "generic_chat",
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = "float32",
+    device_map: DeviceMapOpt = None,
+    allow_download: DownloadOpt = False,
+) -> None:
+    """Audit a fine-tuned model against its base and write report.html + findings.json.
+
+    With no model arguments it audits the demo pair: the embedded base against the testbed's
+    organism:insecure (base vs base if that organism is not installed).
+    """
+    resolve_budget(budget)  # a bad budget is a user error before any model loads
+    adapter = default_adapter(base, finetuned, adapter)
+    pair = load(base, finetuned, adapter, device, dtype, allow_download, device_map)
+    report = run_audit(pair, out, budget=budget, prompts=prompts)  # type: ignore[arg-type]
+    for notice in report.findings.notices:
+        console.print(f"[yellow]notice:[/] {notice}")
+    console.print(f"[bold]verdict:[/] {report.findings.verdict}")
+    typer.echo(str(out / "report.html"))
+
+
+@app.command()
+def harvest(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the activation store.")],
+    sites: Annotated[str, typer.Option("--sites", help="Comma-separated canonical site names.")],
+    prompts: Annotated[str, typer.Option("--prompts", help="Built-in name or JSONL file.")] = (
+        "generic_chat"
+    ),
+    base: BaseOpt = EMBEDDED_NAME,
+    finetuned: FinetunedOpt = None,
+    adapter: AdapterOpt = None,
+    mask: Annotated[str, typer.Option("--mask", help="all, assistant or last_k.")] = "all",
+    last_k: Annotated[int, typer.Option("--k", help="k for --mask last_k.")] = 1,
+    store_dtype: Annotated[
+        str, typer.Option("--store-dtype", help="float32, float16 or bfloat16.")
+    ] = "float32",
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 8,
+    max_length: Annotated[int, typer.Option("--max-length")] = 512,
+    backend: Annotated[
+        str, typer.Option("--backend", help="nnsight, transformer_lens or torch.")
+    ] = "nnsight",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Discard an existing store.")] = (
+        False
+    ),
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = "float32",
+    device_map: DeviceMapOpt = None,
+    allow_download: DownloadOpt = False,
+) -> None:
+    """Harvest paired activations into a resumable safetensors store."""
+    pair = load(base, finetuned, adapter, device, dtype, allow_download, device_map)
+    store = run_harvest(
+        pair, prompts, sites, out, batch_size=batch_size, dtype=store_dtype,
+        mask=MaskSpec(mask, last_k),  # type: ignore[arg-type]
+        max_length=max_length, backend=backend, overwrite=overwrite,
+    )  # fmt: skip
+    typer.echo(f"{store.n_tokens} tokens at {len(store.sites)} sites in {out}")

@@ -1,0 +1,47 @@
+"""``auditlens bench testbed``: the audit of every organism, AUROC of the score."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from auditlens.audit import resolve_budget
+from auditlens.cli._common import app
+from auditlens.testbed.bench import render_tables, rewrite_marked, run_testbed
+
+__all__ = ["bench_app"]
+
+bench_app = typer.Typer(help="Benchmarks: detection on the testbed.", no_args_is_help=True)
+
+
+@bench_app.command("testbed")
+def bench_testbed(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the per-pair audits.")] = Path(
+        "out/testbed"
+    ),
+    budget: Annotated[str, typer.Option("--budget", help="fast, standard or thorough.")] = "fast",
+    organisms: Annotated[
+        str | None,
+        typer.Option("--organisms", help="Comma-separated pairs (default: all + base-vs-base)."),
+    ] = None,
+    scripted: Annotated[
+        bool, typer.Option("--scripted/--no-scripted", help="Also run the scripted auditor.")
+    ] = True,
+    docs: Annotated[
+        list[Path] | None,
+        typer.Option("--docs", help="Markdown file(s) whose bench:testbed tables to rewrite."),
+    ] = None,
+) -> None:
+    """Audit every shipped organism and base vs base; report AUROCs overall and per family."""
+    resolve_budget(budget)
+    names = [n.strip() for n in organisms.split(",") if n.strip()] if organisms else None
+    result = run_testbed(out, budget=budget, organisms=names, scripted=scripted)
+    tables = render_tables(result)
+    for path in docs or []:
+        rewrite_marked(path, "testbed", tables)
+    typer.echo(tables)
+
+
+app.add_typer(bench_app, name="bench")
