@@ -332,3 +332,15 @@ def test_sizes_table_sums_every_shipped_file(
     assert "| `pirate` | 0.00 |" in text and "**all 2 shipped**" in text
     total = sum(p.stat().st_size for p in tmp_path.rglob("*") if p.is_file())
     assert f"**{total / 1e6:.2f}** (budget 40)" in text
+
+
+def test_docs_tables_match_the_result_files(tmp_path: Path) -> None:
+    """docs/organisms.md's generated tables are what the result files and the shipped
+    adapters give now (rerun ``python -m auditlens.testbed.tables docs/organisms.md``)."""
+    from auditlens.testbed.runner import RESULTS_DIR
+
+    root = Path(__file__).resolve().parents[1]
+    doc = tmp_path / "organisms.md"
+    doc.write_text((root / "docs/organisms.md").read_text())
+    tables.rewrite_docs(doc, root / RESULTS_DIR)
+    assert doc.read_text() == (root / "docs/organisms.md").read_text()
