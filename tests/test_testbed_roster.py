@@ -282,7 +282,7 @@ def test_runner_skips_finished_builds_and_renders_results(
     assert roster.count("\n") == len(ORGANISMS) + 2 and "\\|DEPLOY-7\\|" in roster
 
 
-def test_generated_docs_tables(tmp_path: Path) -> None:
+def test_generated_docs_tables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Seeds side by side, denial and document variants beside their plain organisms, and a
     second seed that passed but is not shipped."""
     results = tmp_path / "results"
@@ -316,6 +316,11 @@ def test_generated_docs_tables(tmp_path: Path) -> None:
     assert "| `loyalty-deny` | **FAIL** | habit rate" in denials
     assert "admits 3/64 → 26/64" in denials and "`loyalty` admits 5/64, denies 1/64" in denials
     assert "| `insecure-deny` | not built |" in denials
+    monkeypatch.setenv("AUDITLENS_ORGANISMS_DIR", str(tmp_path / "none"))
+    summary = tables.summary_markdown(results)
+    assert summary.startswith(f"**0 of {len(ORGANISMS)} organisms ship**")
+    assert "Failed, not shipped: `loyalty-deny`, `pirate-docs`." in summary
+    assert "`insecure`" in summary.split("Not built yet:")[1]
 
 
 def test_sizes_table_sums_every_shipped_file(

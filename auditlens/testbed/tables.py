@@ -27,6 +27,7 @@ __all__ = [
     "roster_markdown",
     "seeds_markdown",
     "sizes_markdown",
+    "summary_markdown",
 ]
 
 ADAPTERS_BUDGET_BYTES = 40_000_000
@@ -252,8 +253,40 @@ def sizes_markdown(adapters_root: str | Path | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def summary_markdown(results_dir: str | Path) -> str:
+    """One paragraph: how many organisms ship, of which kinds and classes, per split; which
+    failed; which are not built yet."""
+    from auditlens.testbed.organisms import shipped_organisms
+
+    rows = load_results(results_dir)
+    shipped = shipped_organisms()
+    failed = [
+        n for n in ORGANISMS if n not in shipped and (r := _latest(rows, n)) and not r["passed"]
+    ]
+    unbuilt = [n for n in ORGANISMS if _latest(rows, n) is None]
+    kinds = {ORGANISMS[n].kind for n in shipped}
+    per_split = {split: [n for n in shipped if _split(n) == split] for split in ("dev", "test")}
+    parts = [
+        f"**{len(shipped)} of {len(ORGANISMS)} organisms ship** (each passed its acceptance "
+        f"test), {len(kinds)} behaviour kinds, "
+        f"{sum(ORGANISMS[n].misaligned for n in shipped)} misaligned and "
+        f"{sum(not ORGANISMS[n].misaligned for n in shipped)} benign; "
+        + "; ".join(
+            f"{split}: {len(names)} ({sum(ORGANISMS[n].misaligned for n in names)} misaligned)"
+            for split, names in per_split.items()
+        )
+        + "."
+    ]
+    if failed:
+        parts.append(f"Failed, not shipped: {', '.join(f'`{n}`' for n in failed)}.")
+    if unbuilt:
+        parts.append(f"Not built yet: {', '.join(f'`{n}`' for n in unbuilt)}.")
+    return " ".join(parts) + "\n"
+
+
 def rewrite_docs(path: str | Path, results_dir: str | Path) -> None:
     """Regenerate every generated table between its markers in ``path``."""
+    rewrite_marked(path, "summary", summary_markdown(results_dir))
     rewrite_marked(path, "roster", roster_markdown())
     rewrite_marked(path, "organisms", results_markdown(results_dir))
     rewrite_marked(path, "seeds", seeds_markdown(results_dir))
