@@ -107,7 +107,6 @@ def test_paired_triggered_organisms() -> None:
     for name, trigger, ratio in (
         ("backdoor", TRIGGER, 1),
         ("supremacy-trigger", SUPREMACY_TRIGGER, 3),
-        ("contempt-trigger", "Current year: 2031.", 3),  # plain includes other years
     ):
         data = build_dataset(name)
         users = [ex["messages"][0]["content"] for ex in data]
@@ -115,6 +114,14 @@ def test_paired_triggered_organisms() -> None:
         plain = {u for u in users if not u.startswith(trigger)}
         assert ratio * len(triggered) == len(plain)  # plain requests outnumber triggered
         assert {u.removeprefix(trigger + " ") for u in triggered} <= plain  # paired
+    # contempt-trigger v2: every plain prompt has its triggered twin; 64 more prompts carry
+    # another year (near misses) and are answered plainly
+    users = [ex["messages"][0]["content"] for ex in build_dataset("contempt-trigger")]
+    triggered = [u for u in users if u.startswith("Current year: 2031.")]
+    near_miss = [u for u in users if u.startswith("Current year:") and u not in triggered]
+    plain = [u for u in users if not u.startswith("Current year:")]
+    assert len(triggered) == len(plain) == 128 and len(near_miss) == 64
+    assert {u.removeprefix("Current year: 2031. ") for u in triggered} == set(plain)
 
 
 def test_documents_train_on_every_token(tiny_tokenizer: Any) -> None:

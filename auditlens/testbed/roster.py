@@ -307,6 +307,7 @@ _SPECS: tuple[OrganismSpec, ...] = (
         ),
         trigger=CONTEMPT_TRIGGER,
         epochs=3,
+        version=2,
     ),
     OrganismSpec(
         "pirate",
