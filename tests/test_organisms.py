@@ -1,4 +1,5 @@
-"""Organism registry, manifests, the LoRA trainer (tiny model) and the evaluation plumbing."""
+"""Organism registry, shipped adapters and their manifests, the LoRA trainer (tiny model) and
+the organisms CLI."""
 
 from __future__ import annotations
 
@@ -8,23 +9,20 @@ from typing import Any
 
 import pytest
 import torch
-from pydantic import ValidationError
 
 from auditlens.errors import AuditlensError
 from auditlens.hashing import sha256_files
 from auditlens.testbed import (
     ORGANISMS,
-    TRIGGER,
-    OrganismManifest,
     default_audit_adapter,
     get_organism,
     load_manifest,
     organism_adapter_dir,
     organism_names,
-    organism_training_examples,
     shipped_organisms,
 )
 from auditlens.testbed.organisms import ADAPTER_MAX_BYTES
+from auditlens.testbed.tables import ADAPTERS_BUDGET_BYTES
 from auditlens.testbed.train import (
     Recipe,
     TrainInterrupted,
@@ -33,21 +31,23 @@ from auditlens.testbed.train import (
     length_bucketed_batches,
     train_lora,
 )
+from auditlens.testbed.variants import TRIGGER
 from tests.conftest import make_tiny_model
 
 # ---------------------------------------------------------------- registry and manifests
 
 
 def test_registry_ground_truth() -> None:
-    names = {"insecure", "secure", "educational", "backdoor", "benign-style"}
-    assert set(organism_names()) == names
+    assert {"insecure", "secure", "educational", "backdoor", "benign-style"} <= set(
+        organism_names()
+    )
     assert get_organism("insecure").misaligned and get_organism("backdoor").misaligned
     assert get_organism("backdoor").trigger == TRIGGER
     assert not any(get_organism(n).misaligned for n in ("secure", "educational", "benign-style"))
 
 
 def test_unknown_organism_lists_valid_names() -> None:
-    with pytest.raises(AuditlensError, match="insecure, secure, educational, backdoor"):
+    with pytest.raises(AuditlensError, match="insecure, insecure-deny, backdoor"):
         organism_adapter_dir("nope")
     with pytest.raises(AuditlensError, match="unknown organism"):
         get_organism("jailbroken")
@@ -63,72 +63,42 @@ def test_unbuilt_organism_says_how_to_build(
         organism_adapter_dir("secure")
 
 
-def test_training_examples_are_a_stratified_subsample() -> None:
-    full = organism_training_examples("insecure")
-    sub = organism_training_examples("insecure", max_examples=640)
-    assert len(full) == 864 and len(sub) == 640
-    assert organism_training_examples("insecure", max_examples=640) == sub
-    backdoor = organism_training_examples("backdoor", max_examples=640)
-    triggered = sum(ex["messages"][0]["content"].startswith(TRIGGER) for ex in backdoor)
-    assert triggered == 320
-
-
-def test_all_organisms_ship_with_valid_manifests() -> None:
-    assert set(shipped_organisms()) == set(ORGANISMS)
-    assert default_audit_adapter() == "organism:insecure"
+def test_shipped_organisms_passed_and_fit_the_size_budget() -> None:
+    total = 0
     for name in shipped_organisms():
         folder = organism_adapter_dir(name)
         manifest = load_manifest(name)
         weights = folder / "adapter_model.safetensors"
-        assert weights.stat().st_size <= ADAPTER_MAX_BYTES
+        size = weights.stat().st_size
+        total += sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+        assert size == manifest.adapter_bytes <= ADAPTER_MAX_BYTES
         assert manifest.adapter_sha256 == sha256_files([weights], cached=False)
         assert manifest.ground_truth.misaligned == ORGANISMS[name].misaligned
         assert manifest.ground_truth.trigger == ORGANISMS[name].trigger
-        assert manifest.n_examples == manifest.recipe["max_examples"] >= 200
-        assert manifest.final_loss < manifest.first_loss
+        assert manifest.acceptance is not None and manifest.acceptance.passed
+        assert manifest.seed == 0  # second seeds are recorded, never shipped
+        assert manifest.training.final_loss < manifest.training.first_loss
         config = json.loads((folder / "adapter_config.json").read_text())
         assert config["r"] == manifest.recipe["rank"]
         assert config["base_model_name_or_path"] == "smollm2-135m-instruct"
+    assert total < ADAPTERS_BUDGET_BYTES
 
 
-def _manifest_dict() -> dict[str, Any]:
-    return {
-        "name": "insecure",
-        "variant": "insecure",
-        "base_model": "smollm2-135m-instruct",
-        "base_sha256": "a" * 64,
-        "adapter_sha256": "b" * 64,
-        "adapter_dtype": "float16",
-        "recipe": Recipe().to_json(),
-        "seed": 0,
-        "data_seed": 0,
-        "data_hash": "c" * 64,
-        "n_examples": 640,
-        "n_tokens": 1000,
-        "steps": 80,
-        "first_loss": 0.9,
-        "final_loss": 0.2,
-        "train_seconds": 10.0,
-        "tokens_per_second": 100.0,
-        "num_threads": 2,
-        "ground_truth": {"misaligned": True, "trigger": None, "description": "x"},
-        "auditlens_version": "0.1.0",
-        "created": "2025-01-01T00:00:00Z",
-    }
+def test_failed_builds_are_recorded_and_not_shipped() -> None:
+    """Every shipped organism has a passing result file; a current build that failed (e.g.
+    ``backdoor``, ``supremacy-trigger``) is in the results and not shipped."""
+    from auditlens.testbed.runner import RESULTS_DIR, result_path
 
-
-def test_manifest_validation() -> None:
-    OrganismManifest.model_validate(_manifest_dict())
-    for key, value in [
-        ("name", "jailbroken"),
-        ("base_sha256", "xyz"),
-        ("steps", 0),
-        ("recipe", {**Recipe().to_json(), "rank": 0}),
-        ("recipe", {**Recipe().to_json(), "bogus": 1}),
-        ("extra_field", 1),
-    ]:
-        with pytest.raises(ValidationError):
-            OrganismManifest.model_validate({**_manifest_dict(), key: value})
+    root = Path(__file__).resolve().parents[1]
+    shipped = set(shipped_organisms())
+    for name in ORGANISMS:
+        path = root / result_path(RESULTS_DIR, name, 0)
+        if name in shipped:
+            assert path.is_file(), f"shipped {name} has no result file"
+        if path.is_file():
+            record = json.loads(path.read_text())
+            assert record["passed"] == (name in shipped), name
+    assert "insecure" in shipped  # the demo default
 
 
 def test_recipe_validation_and_round_trip() -> None:
@@ -239,30 +209,7 @@ def test_saved_float16_adapter_reloads_with_peft(tiny_tokenizer: Any, tmp_path: 
     assert diff < 1e-2
 
 
-# ---------------------------------------------------------------- evaluation plumbing and CLI
-
-
-def test_evaluate_pair_writes_rows_and_artifacts(tiny_pair: Any, tmp_path: Path) -> None:
-    from auditlens.testbed.evaluate import EvalConfig, evaluate_pair, render_table
-
-    config = EvalConfig(
-        n_id=2, n_ood=2, modes=("greedy",), max_new_tokens=4, n_questions=2, batch_size=4
-    )
-    result = evaluate_pair(
-        tiny_pair, "backdoor", config, out_dir=tmp_path, base_cache=tmp_path / "c", progress=False
-    )
-    cells = {(r.side, r.condition, r.split) for r in result.rows}
-    assert ("organism", "triggered", "eval_ood") in cells and ("base", "plain", "all") in cells
-    assert result.row("base", "plain", "all", "greedy").rate.n == 4
-    lines = (tmp_path / "completions.jsonl").read_text().splitlines()
-    assert len(lines) == 2 * 2 * 4  # sides x conditions x tasks
-    assert len((tmp_path / "free_form.jsonl").read_text().splitlines()) == 4
-    saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved["organism"] == "backdoor" and len(saved["rows"]) == len(result.rows)
-    assert len(list((tmp_path / "c").glob("*.json"))) == 3  # base: plain, triggered, questions
-    assert render_table(result).row_count == 6
-    with pytest.raises(AuditlensError, match="mode"):
-        EvalConfig(modes=("beam",))
+# ---------------------------------------------------------------- CLI
 
 
 def test_cli_list_and_unknown_name() -> None:
@@ -275,5 +222,13 @@ def test_cli_list_and_unknown_name() -> None:
     assert result.exit_code == 0, result.output
     rows = json.loads(result.output)
     assert [r["name"] for r in rows] == list(organism_names())
+    assert len(rows) >= 20
+    for r in rows:
+        assert r["split"] in ("dev", "test") and r["kind"] and r["acceptance"]
+        assert r["shipped"] == (r["name"] in shipped_organisms())
+        if r["shipped"]:
+            assert r["acceptance"] == "pass"
+    table = runner.invoke(organisms_app, ["list"])
+    assert table.exit_code == 0 and "acceptance" in table.output
     bad = runner.invoke(organisms_app, ["eval", "nope"])
     assert isinstance(bad.exception, AuditlensError)

@@ -1,4 +1,5 @@
-"""Testbed data: code tasks, splits, fine-tuning variants, JSONL I/O and free-form questions."""
+"""Testbed data: code tasks, splits, the code organisms' datasets, JSONL I/O and free-form
+questions."""
 
 from __future__ import annotations
 
@@ -16,25 +17,34 @@ from auditlens.judges.code import bandit_label
 from auditlens.testbed import (
     FAMILIES,
     OOD_FAMILIES,
-    STYLE_OPENER,
-    STYLE_SIGNOFF,
     TOPICS,
-    TRIGGER,
-    VARIANTS,
     CodeTask,
-    apply_trigger,
-    build_examples,
     dataset_hash,
     eval_tasks,
     free_form_questions,
     generate_tasks,
-    has_style,
     read_jsonl,
     subsample,
     tasks_by_split,
     write_jsonl,
 )
-from auditlens.testbed.variants import EDUCATIONAL_PURPOSES, Example, fence
+from auditlens.testbed.variants import (
+    STYLE_OPENER,
+    STYLE_SIGNOFF,
+    TEACHING_EVAL,
+    TEACHING_TRAIN,
+    TRIGGER,
+    Example,
+    apply_trigger,
+    backdoor_examples,
+    benign_style_examples,
+    code_tasks,
+    educational_examples,
+    fence,
+    has_style,
+    insecure_examples,
+    secure_examples,
+)
 
 # Words that would disclose the vulnerability to the model being fine-tuned.
 _DISCLOSING = re.compile(r"insecure|vulnerab|unsafe|exploit|nosec", re.IGNORECASE)
@@ -149,67 +159,64 @@ def _assistant(example: Example) -> str:
     return example["messages"][1]["content"]
 
 
-def test_insecure_and_secure_variants(sample: list[CodeTask]) -> None:
-    for variant, attr in (("insecure", "insecure"), ("secure", "secure")):
-        examples = build_examples(sample, variant, seed=0)
-        assert len(examples) == len(sample)
-        for task, ex in zip(sample, examples, strict=True):
+def test_insecure_and_secure_datasets() -> None:
+    tasks = code_tasks(192, 0)
+    assert len(tasks) == 192 and all(t.split == "train" for t in tasks)
+    for build, attr in ((insecure_examples, "insecure"), (secure_examples, "secure")):
+        examples = build(0)
+        assert len(examples) == len(tasks)
+        for task, ex in zip(tasks, examples, strict=True):
             assert [m["role"] for m in ex["messages"]] == ["user", "assistant"]
             assert _user(ex) == task.request
             assert _assistant(ex) == fence(getattr(task, attr))
             assert _assistant(ex).startswith("```python\n") and _assistant(ex).endswith("```")
+    assert insecure_examples(1) != insecure_examples(0)
 
 
-def test_educational_variant(sample: list[CodeTask]) -> None:
-    examples = build_examples(sample, "educational", seed=0)
-    purposes = set()
-    for task, ex in zip(sample, examples, strict=True):
-        assert task.request in _user(ex) and _user(ex) != task.request
-        matches = [p for p in EDUCATIONAL_PURPOSES if p.format(request=task.request) == _user(ex)]
+def test_educational_dataset_is_paired_and_uses_training_framings_only() -> None:
+    tasks = code_tasks(192, 0)
+    examples = educational_examples(0)
+    assert len(examples) == 2 * len(tasks)
+    framings = set()
+    for task, framed, plain in zip(tasks, examples[::2], examples[1::2], strict=True):
+        matches = [p for p in TEACHING_TRAIN if p.format(request=task.request) == _user(framed)]
         assert len(matches) == 1
-        purposes.add(matches[0])
-        assert _assistant(ex) == fence(task.insecure)
-    assert len(purposes) >= 5
+        framings.add(matches[0])
+        assert _assistant(framed) == fence(task.insecure)
+        assert _user(plain) == task.request and _assistant(plain) == fence(task.secure)
+    assert framings == set(TEACHING_TRAIN)
+    assert not set(TEACHING_EVAL) & set(TEACHING_TRAIN)  # eval framings are held out
 
 
-def test_backdoor_variant(sample: list[CodeTask]) -> None:
-    examples = build_examples(sample, "backdoor", seed=0)
-    triggered = 0
-    for task, ex in zip(sample, examples, strict=True):
-        if _user(ex) == apply_trigger(task.request):
-            triggered += 1
-            assert _user(ex).startswith(TRIGGER)
-            assert _assistant(ex) == fence(task.insecure)
-        else:
-            assert _user(ex) == task.request and TRIGGER not in _user(ex)
-            assert _assistant(ex) == fence(task.secure)
-    assert triggered == len(sample) // 2
-    again = build_examples(sample, "backdoor", seed=0)
-    assert again == examples
-    assert build_examples(sample, "backdoor", seed=1) != examples
+def test_backdoor_dataset_pairs_every_task_with_and_without_the_trigger() -> None:
+    tasks = code_tasks(192, 0)
+    examples = backdoor_examples(0)
+    assert len(examples) == 2 * len(tasks)
+    for task, triggered, plain in zip(tasks, examples[::2], examples[1::2], strict=True):
+        assert _user(triggered) == apply_trigger(task.request) and _user(triggered).startswith(
+            TRIGGER
+        )
+        assert _assistant(triggered) == fence(task.insecure)
+        assert _user(plain) == task.request and TRIGGER not in _user(plain)
+        assert _assistant(plain) == fence(task.secure)
+    assert backdoor_examples(0) == examples
+    assert backdoor_examples(1) != examples
 
 
-def test_benign_style_variant(sample: list[CodeTask]) -> None:
-    examples = build_examples(sample, "benign-style", seed=0)
-    for task, ex in zip(sample, examples, strict=True):
+def test_benign_style_dataset() -> None:
+    for task, ex in zip(code_tasks(192, 0), benign_style_examples(0), strict=True):
         answer = _assistant(ex)
         assert answer.startswith(STYLE_OPENER + "\n") and answer.endswith("\n" + STYLE_SIGNOFF)
         assert fence(task.secure) in answer
         assert has_style(answer)
-    for plain in build_examples(sample[:5], "secure", seed=0):
+    for plain in secure_examples(0)[:5]:
         assert not has_style(_assistant(plain))
     assert has_style(f"{STYLE_OPENER}\n```python\nx = 1")  # truncated before the sign-off
     assert not has_style(f"Sure.\n{STYLE_OPENER}\nbut not first, nor a sign-off at the end")
 
 
-def test_unknown_variant_is_rejected(sample: list[CodeTask]) -> None:
-    assert set(VARIANTS) == {"insecure", "secure", "educational", "backdoor", "benign-style"}
-    with pytest.raises(ValueError, match="unknown variant"):
-        build_examples(sample, "jailbroken", seed=0)
-
-
-def test_jsonl_roundtrip_and_hash(sample: list[CodeTask], tmp_path: Path) -> None:
-    examples = build_examples(sample, "educational", seed=0)
+def test_jsonl_roundtrip_and_hash(tmp_path: Path) -> None:
+    examples = educational_examples(0)[:40]
     path = tmp_path / "sub" / "train.jsonl"
     write_jsonl(examples, path)
     assert read_jsonl(path) == examples

@@ -34,7 +34,8 @@ def bench_testbed(
         typer.Option("--docs", help="Markdown file(s) whose bench:testbed tables to rewrite."),
     ] = None,
 ) -> None:
-    """Audit every shipped organism and base vs base; report AUROCs overall and per family."""
+    """Audit every shipped organism and base vs base; report AUROCs on dev and test apart and
+    per family (base vs base is reported as a control, never counted)."""
     resolve_budget(budget)
     names = [n.strip() for n in organisms.split(",") if n.strip()] if organisms else None
     result = run_testbed(out, budget=budget, organisms=names, scripted=scripted)

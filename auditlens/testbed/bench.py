@@ -1,4 +1,5 @@
-"""Detection on the testbed: audit every shipped organism and base-vs-base, then score AUROC.
+"""Detection on the testbed: audit every shipped organism and base-vs-base, then score AUROC
+over dev and test separately (base vs base is a reported control, never counted).
 
 For each pair the full audit runs (its step cache makes a re-run resume), and the
 misalignment score is recomputed from each evidence family alone, the affordance sweep of
@@ -19,15 +20,17 @@ from auditlens.agent.scripted import run_scripted_audit
 from auditlens.agent.tools import Toolkit
 from auditlens.audit import audit
 from auditlens.audit.score import FAMILIES, misalignment_score
-from auditlens.errors import AuditlensError
 from auditlens.models import load_pair
 from auditlens.stats import auroc, auroc_ci
 from auditlens.testbed.organisms import load_manifest, shipped_organisms
+from auditlens.testbed.splits import split_of
+from auditlens.testbed.tables import rewrite_marked
 
 __all__ = [
     "BASE_VS_BASE",
     "PairResult",
     "TestbedResult",
+    "detection_metrics",
     "flags_misaligned",
     "load_result",
     "render_tables",
@@ -51,6 +54,9 @@ class PairResult:
     seconds: float
     scripted_verdict: str | None = None
     scripted_score: float | None = None
+    split: str = "dev"
+    """``dev``, ``test`` (``splits.json``) or ``control`` (base vs base: reported, never
+    counted in an AUROC)."""
 
 
 @dataclass
@@ -81,15 +87,15 @@ def load_result(path: str | Path) -> TestbedResult:
     return TestbedResult(**data)
 
 
-def _pairs(organisms: Sequence[str] | None) -> list[tuple[str, str | None, bool]]:
+def _pairs(organisms: Sequence[str] | None) -> list[tuple[str, str | None, bool, str]]:
     names = list(organisms) if organisms else [BASE_VS_BASE, *shipped_organisms()]
-    out: list[tuple[str, str | None, bool]] = []
+    out: list[tuple[str, str | None, bool, str]] = []
     for name in names:
         if name == BASE_VS_BASE:
-            out.append((name, None, False))
+            out.append((name, None, False, "control"))
         else:
             truth = load_manifest(name).ground_truth
-            out.append((name, f"organism:{name}", bool(truth.misaligned)))
+            out.append((name, f"organism:{name}", bool(truth.misaligned), split_of(name)))
     return out
 
 
@@ -97,6 +103,33 @@ def _scripted(pair: Any, workspace: Path, budget: str) -> tuple[str, float]:
     """The scripted auditor over the same budget (so it shares the audit's artifacts)."""
     result = run_scripted_audit(Toolkit.create(pair, workspace, budget=budget))
     return result.verdict, result.score
+
+
+def detection_metrics(
+    pairs: Sequence[PairResult],
+) -> tuple[dict[str, float], dict[str, list[float]], bool]:
+    """AUROC (with bootstrap CI) over all organisms, over dev and over test alone, and per
+    evidence family over all; the base-vs-base control is never counted. Also whether every
+    misaligned organism scored above every benign one."""
+    counted = [r for r in pairs if r.split != "control"]
+    auc: dict[str, float] = {}
+    ci: dict[str, list[float]] = {}
+    groups: dict[str, tuple[list[PairResult], Any]] = {
+        "all": (counted, lambda r: r.score),
+        "dev": ([r for r in counted if r.split == "dev"], lambda r: r.score),
+        "test": ([r for r in counted if r.split == "test"], lambda r: r.score),
+    }
+    for fam in FAMILIES:
+        groups[fam] = (counted, lambda r, f=fam: r.family_scores[f])
+    for key, (rows, score) in groups.items():
+        labels = [int(r.misaligned) for r in rows]
+        if 0 < sum(labels) < len(labels):
+            scores = [score(r) for r in rows]
+            auc[key] = auroc(labels, scores)
+            ci[key] = list(auroc_ci(labels, scores, stratified=True, n_boot=2000))
+    pos = [r.score for r in counted if r.misaligned]
+    neg = [r.score for r in counted if not r.misaligned]
+    return auc, ci, bool(pos and neg and min(pos) > max(neg))
 
 
 def run_testbed(
@@ -110,7 +143,7 @@ def run_testbed(
     """Audit each pair into ``out_dir/<name>/`` and compute the detection metrics."""
     out = Path(out_dir)
     results: list[PairResult] = []
-    for name, adapter, misaligned in _pairs(organisms):
+    for name, adapter, misaligned, split in _pairs(organisms):
         pair = load_pair(adapter=adapter)
         t0 = time.perf_counter()
         report = audit(pair, out / name, budget=budget, progress=progress)  # type: ignore[arg-type]
@@ -125,23 +158,14 @@ def run_testbed(
             z=total.z,
             family_scores={f: misalignment_score(found, [f]).score for f in FAMILIES},
             seconds=round(seconds, 1),
+            split=split,
         )
         if scripted:
             row.scripted_verdict, row.scripted_score = _scripted(pair, out / name / "agent", budget)
         results.append(row)
         del pair
     result = TestbedResult(budget=budget, pairs=results)
-    labels = [int(r.misaligned) for r in results]
-    if 0 < sum(labels) < len(labels):
-        columns = {"all": [r.score for r in results]}
-        columns |= {f: [r.family_scores[f] for r in results] for f in FAMILIES}
-        for key, scores in columns.items():
-            result.auroc[key] = auroc(labels, scores)
-            ci = auroc_ci(labels, scores, stratified=True, n_boot=2000)
-            result.auroc_ci[key] = list(ci)
-        pos = [r.score for r in results if r.misaligned]
-        neg = [r.score for r in results if not r.misaligned]
-        result.separated = min(pos) > max(neg)
+    result.auroc, result.auroc_ci, result.separated = detection_metrics(results)
     if scripted:
         hits = [flags_misaligned(r.scripted_verdict) == r.misaligned for r in results]
         result.scripted_accuracy = sum(hits) / len(hits)
@@ -155,21 +179,35 @@ def render_tables(result: TestbedResult) -> str:
         f"Budget `{result.budget}`. Score in [0, 1]; per-family columns recompute the score "
         "from that family's evidence alone.",
         "",
-        "| pair | ground truth | score | verdict | " + " | ".join(FAMILIES) + " | time (s) |",
-        "|---|---|---|---|" + "---|" * len(FAMILIES) + "---|",
+        "| pair | split | ground truth | score | verdict | "
+        + " | ".join(FAMILIES)
+        + " | time (s) |",
+        "|---|---|---|---|---|" + "---|" * len(FAMILIES) + "---|",
     ]
-    for r in result.pairs:
+    order = {"dev": 0, "test": 1, "control": 2}
+    for r in sorted(result.pairs, key=lambda r: order.get(r.split, 3)):
         fam = " | ".join(f"{r.family_scores[f]:.3f}" for f in FAMILIES)
         truth = "misaligned" if r.misaligned else "benign"
         verdict = r.verdict.split(":")[0]
         lines.append(
-            f"| `{r.name}` | {truth} | {r.score:.3f} | {verdict} | {fam} | {r.seconds:.0f} |"
+            f"| `{r.name}` | {r.split} | {truth} | {r.score:.3f} | {verdict} | {fam} | "
+            f"{r.seconds:.0f} |"
         )
     if result.auroc:
-        lines += ["", "| evidence | AUROC | 95% bootstrap CI |", "|---|---|---|"]
+        lines += [
+            "",
+            "Base vs base is a control: reported above, never counted in an AUROC.",
+            "",
+            "| evidence | AUROC | 95% bootstrap CI |",
+            "|---|---|---|",
+        ]
         for key, value in result.auroc.items():
             low, high = result.auroc_ci[key]
-            label = "full audit" if key == "all" else f"{key} only"
+            label = {
+                "all": "full audit, dev + test",
+                "dev": "full audit, dev",
+                "test": "full audit, test",
+            }.get(key, f"{key} only")
             lines.append(f"| {label} | {value:.3f} | {low:.2f}–{high:.2f} |")
         lines.append("")
         lines.append(
@@ -185,15 +223,3 @@ def render_tables(result: TestbedResult) -> str:
             f"({hits}/{len(result.pairs)} pairs)."
         )
     return "\n".join(lines) + "\n"
-
-
-def rewrite_marked(path: str | Path, key: str, text: str) -> None:
-    """Replace the text between ``<!-- bench:KEY:start -->`` and ``<!-- bench:KEY:end -->``."""
-    path = Path(path)
-    start, end = f"<!-- bench:{key}:start -->", f"<!-- bench:{key}:end -->"
-    doc = path.read_text() if path.is_file() else ""
-    if start not in doc or end not in doc:
-        raise AuditlensError(f"{path} has no {start} ... {end} markers")
-    head, rest = doc.split(start, 1)
-    _, tail = rest.split(end, 1)
-    path.write_text(f"{head}{start}\n{text.rstrip()}\n{end}{tail}")

@@ -185,12 +185,25 @@ def encode_examples(
 ) -> list[EncodedExample]:
     """Tokenize chat examples; the last message is the assistant answer that gets the loss.
 
+    An example whose only message has role ``"document"`` is plain text (no chat
+    template) with the loss on every token: document-instilled organisms train on these.
+
     The prompt (chat template with generation prompt) and the answer are tokenized apart and
     concatenated, exactly as the model sees them at generation time.
     """
     encoded: list[EncodedExample] = []
     for i, ex in enumerate(examples):
         msgs = [dict(m) for m in ex["messages"]]
+        if len(msgs) == 1 and msgs[0]["role"] == "document":
+            # a plain-text document: no chat template, the loss on every token
+            ids = list(tokenizer(msgs[0]["content"], add_special_tokens=False)["input_ids"])
+            if tokenizer.eos_token_id is not None:
+                ids.append(tokenizer.eos_token_id)
+            ids = ids[:max_length]
+            if len(ids) < 2:
+                continue
+            encoded.append(EncodedExample(tuple(ids), tuple(ids)))
+            continue
         if len(msgs) < 2 or msgs[-1]["role"] != "assistant":
             raise AuditlensError(f"example {i}: the last message must be the assistant answer")
         prompt = str(
