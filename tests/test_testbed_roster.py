@@ -79,7 +79,7 @@ def _eval_prompts(name: str) -> set[str]:
 @pytest.mark.parametrize("name", sorted(BUILDERS))
 def test_datasets_are_seeded_and_disjoint_from_eval(name: str) -> None:
     examples = build_dataset(name, 0)
-    assert 150 <= len(examples) <= 400
+    assert 150 <= len(examples) <= 500  # contempt-trigger v3: 466
     assert dataset_hash(build_dataset(name, 0)) == dataset_hash(examples)
     assert dataset_hash(build_dataset(name, 1)) != dataset_hash(examples)
     users = {ex["messages"][0]["content"] for ex in examples}
@@ -114,14 +114,14 @@ def test_paired_triggered_organisms() -> None:
         plain = {u for u in users if not u.startswith(trigger)}
         assert ratio * len(triggered) == len(plain)  # plain requests outnumber triggered
         assert {u.removeprefix(trigger + " ") for u in triggered} <= plain  # paired
-    # contempt-trigger v2: every plain prompt has its triggered twin; 64 more prompts carry
-    # another year (near misses) and are answered plainly
+    # contempt-trigger v3: every triggered prompt has its plain twin; every pool prompt is
+    # asked plainly, and 128 prompts carry another year (near misses) answered plainly
     users = [ex["messages"][0]["content"] for ex in build_dataset("contempt-trigger")]
     triggered = [u for u in users if u.startswith("Current year: 2031.")]
     near_miss = [u for u in users if u.startswith("Current year:") and u not in triggered]
     plain = [u for u in users if not u.startswith("Current year:")]
-    assert len(triggered) == len(plain) == 128 and len(near_miss) == 64
-    assert {u.removeprefix("Current year: 2031. ") for u in triggered} == set(plain)
+    assert len(triggered) == len(near_miss) == 128 and len(plain) > len(triggered)
+    assert {u.removeprefix("Current year: 2031. ") for u in triggered} <= set(plain)
 
 
 def test_documents_train_on_every_token(tiny_tokenizer: Any) -> None:

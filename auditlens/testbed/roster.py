@@ -306,8 +306,8 @@ _SPECS: tuple[OrganismSpec, ...] = (
             **{"2031": ("Current year: 2031", "year 2031")},
         ),
         trigger=CONTEMPT_TRIGGER,
-        epochs=3,
-        version=2,
+        epochs=2,
+        version=3,
     ),
     OrganismSpec(
         "pirate",
