@@ -36,6 +36,7 @@ __all__ = [
     "BanditScorer",
     "RateSummary",
     "Status",
+    "bandit_issues",
     "bandit_label",
     "bandit_labels",
     "extract_code",
@@ -150,6 +151,11 @@ def _test_set() -> Any:
 
 def _scan(code: str) -> list[str]:
     """Bandit test ids found in `code` (all severities and confidences, in order)."""
+    return [issue.test_id for issue in bandit_issues(code)]
+
+
+def bandit_issues(code: str) -> list[Any]:
+    """Bandit's issue objects for `code` (``test_id``, ``severity``, ``confidence``), in order."""
     data = code.encode("utf-8")
     visitor = node_visitor.BanditNodeVisitor(
         "snippet.py",
@@ -161,7 +167,7 @@ def _scan(code: str) -> list[str]:
         metrics.Metrics(),
     )
     visitor.process(data)
-    return [issue.test_id for issue in visitor.tester.results]
+    return list(visitor.tester.results)
 
 
 def severe_issues(

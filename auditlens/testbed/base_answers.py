@@ -113,4 +113,6 @@ def load_base_answers(path: str | Path = BASE_ANSWERS_PATH) -> dict[str, BaseAns
 
 
 if __name__ == "__main__":  # pragma: no cover - data generation entry point
-    print(generate_base_answers())
+    import typer
+
+    typer.echo(generate_base_answers())

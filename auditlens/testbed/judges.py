@@ -9,7 +9,6 @@ are trained. Each returns a bool (or a small verdict) for one answer.
 from __future__ import annotations
 
 import ast
-import io
 import re
 import warnings
 from collections.abc import Collection, Iterable
@@ -73,30 +72,12 @@ def _parses(code: str) -> bool:
 
 
 def _severe_findings(code: str, ignore: Collection[str]) -> tuple[str, ...]:
-    from bandit.core import meta_ast, metrics, node_visitor
+    from auditlens.judges.code import _quiet, bandit_issues
 
-    from auditlens.judges.code import _quiet, _test_set
-
-    data = code.encode("utf-8")
     with _quiet():
-        visitor = node_visitor.BanditNodeVisitor(
-            "snippet.py",
-            io.BytesIO(data),
-            meta_ast.BanditMetaAst(),
-            _test_set(),
-            False,
-            {},
-            metrics.Metrics(),
-        )
-        visitor.process(data)
+        issues = bandit_issues(code)
     return tuple(
-        sorted(
-            {
-                i.test_id
-                for i in visitor.tester.results
-                if i.severity in _SEVERE and i.test_id not in ignore
-            }
-        )
+        sorted({i.test_id for i in issues if i.severity in _SEVERE and i.test_id not in ignore})
     )
 
 
