@@ -10,7 +10,7 @@ import typer
 
 from auditlens.agent.scripted import ScriptedConfig, run_scripted_audit
 from auditlens.agent.server import load_limits, serve
-from auditlens.agent.tools import Toolkit
+from auditlens.agent.tools import Toolkit, parse_subset
 from auditlens.cli._common import (
     AdapterOpt,
     BaseOpt,
@@ -23,6 +23,7 @@ from auditlens.cli._common import (
 )
 from auditlens.cli.audit import default_adapter
 from auditlens.embedded import EMBEDDED_NAME
+from auditlens.errors import AuditlensError
 
 __all__ = ["agent_app"]
 
@@ -39,6 +40,42 @@ BudgetOpt = Annotated[
 PromptsOpt = Annotated[
     str, typer.Option("--prompts", help="The audit's generic prompts (built-in name or JSONL).")
 ]
+ToolsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--tools",
+        help="Tool families to serve (black-box, diffing, probes, adversary, data-search, "
+        "all), comma-separated; the others are refused. Default: every tool.",
+    ),
+]
+DataOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--training-data",
+        help="JSONL of the fine-tuning chats ({'messages': [...]}) for the data-search tools.",
+    ),
+]
+
+
+def read_training_data(path: Path | None) -> list[tuple[str, str]] | None:
+    """(user, assistant) turn pairs of a chat JSONL file; a bad file is a one-line error."""
+    if path is None:
+        return None
+    pairs: list[tuple[str, str]] = []
+    try:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            messages = json.loads(line)["messages"]
+            user = ""
+            for m in messages:
+                if m["role"] == "user":
+                    user = str(m["content"])
+                elif m["role"] == "assistant":
+                    pairs.append((user, str(m["content"])))
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise AuditlensError(f"cannot read training data {path}: {err}") from err
+    return pairs
 
 
 @app.command()
@@ -52,6 +89,8 @@ def mcp(
     ] = None,
     budget: BudgetOpt = "fast",
     prompts: PromptsOpt = "generic_chat",
+    tools: ToolsOpt = None,
+    training_data: DataOpt = None,
     device: DeviceOpt = None,
     dtype: DtypeOpt = "float32",
     allow_download: DownloadOpt = False,
@@ -61,9 +100,12 @@ def mcp(
     With no model arguments it serves the demo pair (the base against organism:insecure), as
     ``auditlens audit`` does.
     """
+    if tools:
+        parse_subset(tools)  # a bad family is an error before the model loads
     serve(
         base, finetuned, default_adapter(base, finetuned, adapter), workspace, device, dtype,
         load_limits(limits), allow_download=allow_download, budget=budget, prompts=prompts,
+        tools=tools, training_data=read_training_data(training_data),
     )  # fmt: skip
 
 
