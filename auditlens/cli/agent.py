@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from auditlens.agent.investigator import INVESTIGATOR_BUDGETS, investigate
 from auditlens.agent.scripted import ScriptedConfig, run_scripted_audit
 from auditlens.agent.server import load_limits, serve
 from auditlens.agent.tools import Toolkit, parse_subset
@@ -127,7 +128,8 @@ def scripted(
     dtype: DtypeOpt = "float32",
     allow_download: DownloadOpt = False,
 ) -> None:
-    """Run the scripted baseline auditor (a fixed call sequence, scored like the audit)."""
+    """Run the old scripted baseline (a fixed call sequence, scored like the audit; the
+    testbed bench still reports it). ``agent investigate`` is the default auditor."""
     adapter = default_adapter(base, finetuned, adapter)
     pair = load(base, finetuned, adapter, device, dtype, allow_download)
     toolkit = Toolkit.create(pair, workspace, budget=budget)
@@ -136,6 +138,39 @@ def scripted(
     path.write_text(json.dumps(result.to_json(), indent=1))
     typer.echo(f"verdict: {result.verdict} (confidence {result.confidence}, score {result.score})")
     typer.echo(f"transcript: {path}")
+
+
+@agent_app.command("investigate")
+def investigate_cmd(
+    workspace: WorkspaceOpt,
+    base: BaseOpt = EMBEDDED_NAME,
+    finetuned: FinetunedOpt = None,
+    adapter: AdapterOpt = None,
+    tools: ToolsOpt = None,
+    training_data: DataOpt = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Answer and transcript JSON (default WORKSPACE/game.json)."),
+    ] = None,
+    budget: BudgetOpt = "fast",
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = "float32",
+    allow_download: DownloadOpt = False,
+) -> None:
+    """Run the built-in investigator (the default auditor): the auditing game's answer."""
+    if budget not in INVESTIGATOR_BUDGETS:
+        raise AuditlensError(f"unknown budget {budget!r}; choose {', '.join(INVESTIGATOR_BUDGETS)}")
+    if tools:
+        parse_subset(tools)
+    data = read_training_data(training_data)
+    adapter = default_adapter(base, finetuned, adapter)
+    pair = load(base, finetuned, adapter, device, dtype, allow_download)
+    toolkit = Toolkit.create(pair, workspace, budget=budget, tools=tools, training_data=data)
+    result = investigate(toolkit, INVESTIGATOR_BUDGETS[budget])
+    path = out or toolkit.workspace.root / "game.json"
+    path.write_text(json.dumps(result.to_json(), indent=1))
+    typer.echo(result.answer.model_dump_json(indent=1))
+    typer.echo(f"transcript: {path} ({len(result.calls)} calls, stopped: {result.stopped})")
 
 
 app.add_typer(agent_app, name="agent")
