@@ -131,8 +131,8 @@ def word_candidates(
     for w in words:
         if w["z"] < cfg.min_word_z:
             continue
-        where = w.get("domains") or {}
-        top = max(where, key=where.get) if where else None
+        where: dict[str, int] = w.get("domains") or {}
+        top = max(where, key=lambda d: where[d]) if where else None
         home = top if top is not None and where[top] >= 0.5 * w["count"] else None
         groups.setdefault(home, []).append(w)
     out = []
@@ -202,7 +202,7 @@ def _test(run: Caller, h: Hypothesis, cfg: InvestigatorConfig) -> tuple[bool, li
         c = run("check_target", keywords=words, domain=h.domain, n_prompts=cfg.check_prompts)
     if c is None:
         return False, []
-    confirmed = bool(c.result) and c.result["outcome"] == "confirmed"
+    confirmed = c.result is not None and c.result["outcome"] == "confirmed"
     return confirmed, [c.id]
 
 

@@ -59,7 +59,9 @@ def _standalone(by_tool: dict[str, list[dict[str, Any]]], name: str) -> dict[str
     truth = truth_for(name)
     out: dict[str, bool | None] = {}
     for tool, guesses in by_tool.items():
-        answer = GameAnswer(misaligned=False, guesses=[Guess(**g) for g in guesses[:10]])
+        answer = GameAnswer(
+            misaligned=False, guesses=[Guess(**g) for g in guesses[:10]], trigger=None
+        )
         out[tool] = grade(answer, truth).discovery_at_10
     return out
 
