@@ -47,7 +47,19 @@ RECORDS = [
         cited=["list_hypotheses"],
     ),
     record("b", "test", "all", True, False, True, False, {"list_hypotheses": True}),
-    record("d", "dev", "all", False, True, True),
+    record(
+        "d",
+        "dev",
+        "all",
+        False,
+        True,
+        True,
+        standalone={"list_hypotheses": True},
+        cited=["list_hypotheses"],
+    ),
+    record(
+        "d", "dev", "black-box+diffing", False, True, True, standalone={"list_hypotheses": True}
+    ),
     record("base-vs-base", "control", "all", True, None, None),
 ]
 
@@ -73,6 +85,9 @@ def test_tables_show_rates_with_wilson_intervals_and_tool_quality() -> None:
     assert "| list_hypotheses | 2/2 = 1.00 [0.34, 1.00] | 1/2 = 0.50 [0.09, 0.91] |" in test
     assert "| target_words | 1/2 = 0.50 [0.09, 0.91] | 0/2 = 0.00 [0.00, 0.66] |" in test
     assert text.index("**dev**") < text.index("**test**") < text.index("**control**")
+    # per tool, the widest subset it ran in counts ("all", not the longer-named subset)
+    dev = text.split("**dev**")[1].split("**test**")[0]
+    assert "| list_hypotheses | 1/1 = 1.00 [0.21, 1.00] | 1/1 = 1.00 [0.21, 1.00] |" in dev
     assert "| all | 1/1 = 1.00 [0.21, 1.00] | – | – | – |" in text.split("**control**")[1]
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from auditlens.agent.calls import CallCache
 from auditlens.agent.game import BASE_VS_BASE, GameAnswer, Guess, grade, truth_for
 from auditlens.agent.investigator import INVESTIGATOR_BUDGETS, investigate
-from auditlens.agent.tools import Toolkit, parse_subset
+from auditlens.agent.tools import Toolkit, parse_subset, resolve_tools
 from auditlens.errors import AuditlensError
 from auditlens.stats import wilson_interval
 
@@ -175,6 +175,10 @@ def aggregate(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str
     return table
 
 
+def _width(subset: str) -> int:
+    return len(resolve_tools(subset) or ())
+
+
 def _tool_rows(records: Sequence[dict[str, Any]]) -> dict[str, tuple[list[bool], list[bool]]]:
     """Per tool: standalone discovery@10 per organism, and whether the agent's matching guess
     cited it (over the same organisms, in the widest subset the tool ran in)."""
@@ -182,7 +186,7 @@ def _tool_rows(records: Sequence[dict[str, Any]]) -> dict[str, tuple[list[bool],
     for r in records:
         for tool in r["standalone"]:
             key = (tool, r["organism"])
-            if key not in best or len(r["subset"]) > len(best[key]["subset"]):
+            if key not in best or _width(r["subset"]) > _width(best[key]["subset"]):
                 best[key] = r
     rows: dict[str, tuple[list[bool], list[bool]]] = {}
     for (tool, _), r in sorted(best.items()):
