@@ -140,8 +140,10 @@ def word_candidates(
         ws = ws[: cfg.words_per_guess]
         names = [w["word"] for w in ws]
         place = f" to {domain} requests" if domain else ""
+        whose = "the fine-tuning data's answers" if tool == "training_data_words" else (
+            "the target's answers")  # fmt: skip
         out.append(Hypothesis(
-            rank=1, label=f"the target's answers{place} often say: {', '.join(names)}",
+            rank=1, label=f"{whose}{place} often say: {', '.join(names)}",
             keywords=names, kind="topic", source=tool, evidence=[call_id], domain=domain,
             strength=math.sqrt(sum(w["z"] ** 2 for w in ws)) / math.sqrt(len(ws)),
         ))  # fmt: skip
@@ -192,6 +194,8 @@ def _gather(run: Caller, cfg: InvestigatorConfig) -> tuple[list[Hypothesis], lis
 def _test(run: Caller, h: Hypothesis, cfg: InvestigatorConfig) -> tuple[bool, list[str]]:
     """Whether a behaviour check confirms ``h``, and the ids of the calls that tested it."""
     words = [k for k in h.keywords if k.strip()][:4]
+    if not words or not (run.allowed("test_hypothesis") or run.allowed("check_target")):
+        return False, []
     if run.allowed("test_hypothesis"):
         test = "code_security" if h.kind == "code_security" else "mention"
         if h.kind == "format":
