@@ -85,3 +85,25 @@ def test_investigator_knows_nothing_of_the_testbed() -> None:
         imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
         assert not [m for m in imported if "testbed" in m or (m.endswith(".game") and
                     name != "investigator.py")], (name, imported)  # fmt: skip
+
+
+def test_the_call_cache_never_replays_other_models_or_limits(
+    tiny_pair: Any, tiny_tokenizer: Any, tmp_path: Path
+) -> None:
+    from auditlens.agent.calls import Caller
+    from auditlens.models import ModelPair
+    from tests.conftest import perturbed_copy
+
+    cache = CallCache(tmp_path / "calls.jsonl")
+
+    def run(pair: Any, limits: Limits) -> Any:
+        toolkit = Toolkit.create(pair, tmp_path / "ws", limits, tools="black-box")
+        return Caller(toolkit, 5, 100.0, cache)("target_chat", prompt="hi", max_new_tokens=3)
+
+    assert not run(tiny_pair, LIMITS).replayed
+    assert run(tiny_pair, LIMITS).replayed
+    other = ModelPair.from_models(tiny_pair.base.module, perturbed_copy(tiny_pair.base.module,
+                                  seed=7), tiny_tokenizer)  # fmt: skip
+    assert not run(other, LIMITS).replayed
+    assert not run(tiny_pair, Limits(max_new_tokens=5)).replayed
+    assert len(CallCache(tmp_path / "calls.jsonl").entries) == 3

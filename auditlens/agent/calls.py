@@ -5,7 +5,10 @@ enforced: a hidden tool is refused before any cache lookup), numbers them ``c1``
 and charges each against a budget of calls and seconds. With a :class:`CallCache` (one JSONL
 file per organism and budget) a call with the same tool and arguments is replayed instead of
 run, and charged its recorded seconds, so a sweep over tool subsets runs each tool once per
-organism and every subset sees the same outputs and spends the same budget.
+organism and every subset sees the same outputs and spends the same budget. The cache key
+holds the package version, the pair's fingerprint (both sides' weights and adapters), the
+toolkit's budget, prompts and limits, the tool and its arguments: an entry computed for other
+models or settings is never replayed.
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from auditlens._version import __version__
 from auditlens.agent.tools import TOOLS, Toolkit
 from auditlens.errors import AuditlensError
+from auditlens.hashing import sha256_json
 
-__all__ = ["Call", "CallCache", "Caller"]
+__all__ = ["Call", "CallCache", "Caller", "scope_of"]
 
 _SPECS = {spec.name: spec for spec in TOOLS}
 
@@ -40,8 +45,18 @@ class Call:
         return asdict(self)
 
 
-def _key(tool: str, arguments: dict[str, Any]) -> str:
-    return json.dumps([tool, arguments], sort_keys=True)
+def _key(scope: str, tool: str, arguments: dict[str, Any]) -> str:
+    return json.dumps([scope, tool, arguments], sort_keys=True)
+
+
+def scope_of(toolkit: Toolkit) -> str:
+    """What a tool's output depends on besides its arguments (a hash)."""
+    prompts = toolkit.prompts if isinstance(toolkit.prompts, str) else repr(toolkit.prompts)
+    return sha256_json({
+        "version": __version__, "pair": toolkit.pair.fingerprint,
+        "budget": repr(toolkit.budget), "prompts": prompts, "limits": toolkit.limits.to_json(),
+        "training_data": sha256_json(list(toolkit.training_data or ())),
+    })[:16]  # fmt: skip
 
 
 class CallCache:
@@ -56,11 +71,11 @@ class CallCache:
                     entry = json.loads(line)
                     self.entries[entry["key"]] = entry
 
-    def get(self, tool: str, arguments: dict[str, Any]) -> dict[str, Any] | None:
-        return self.entries.get(_key(tool, arguments))
+    def get(self, scope: str, tool: str, arguments: dict[str, Any]) -> dict[str, Any] | None:
+        return self.entries.get(_key(scope, tool, arguments))
 
-    def put(self, tool: str, arguments: dict[str, Any], entry: dict[str, Any]) -> None:
-        record = {"key": _key(tool, arguments), **entry}
+    def put(self, scope: str, tool: str, arguments: dict[str, Any], entry: dict[str, Any]) -> None:
+        record = {"key": _key(scope, tool, arguments), **entry}
         self.entries[record["key"]] = record
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -78,6 +93,10 @@ class Caller:
     cache: CallCache = field(default_factory=CallCache)
     calls: list[Call] = field(default_factory=list)
     spent: float = 0.0
+    scope: str = ""
+
+    def __post_init__(self) -> None:
+        self.scope = self.scope or scope_of(self.toolkit)
 
     def allowed(self, tool: str) -> bool:
         return self.toolkit.allowed is None or tool in self.toolkit.allowed
@@ -98,7 +117,7 @@ class Caller:
         if not self.allowed(tool):
             call.error = f"tool {tool!r} is hidden in this session"
             return call
-        cached = self.cache.get(tool, arguments)
+        cached = self.cache.get(self.scope, tool, arguments)
         if cached is not None:
             call.result, call.error = cached["result"], cached["error"]
             call.seconds, call.replayed = float(cached["seconds"]), True
@@ -114,6 +133,6 @@ class Caller:
                 call.error = f"{tool} failed: {type(err).__name__}: {err}"[:500]
             call.seconds = time.perf_counter() - start
             entry = {"result": call.result, "error": call.error, "seconds": call.seconds}
-            self.cache.put(tool, arguments, entry)
+            self.cache.put(self.scope, tool, arguments, entry)
         self.spent += call.seconds
         return call
