@@ -83,7 +83,7 @@ def test_limits_validate() -> None:
 
 def test_tool_registry_is_consistent() -> None:
     names = [t.name for t in TOOLS]
-    assert len(names) == len(set(names)) == 13
+    assert len(names) == len(set(names)) == 20
     for spec in TOOLS:
         assert callable(getattr(Toolkit, spec.method))
         assert spec.name.isidentifier() and spec.name.islower()

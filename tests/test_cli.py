@@ -24,7 +24,8 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     "command",
     [
         [], ["audit"], ["harvest"], ["organisms"], ["bench", "testbed"], ["mcp"],
-        ["agent", "scripted"], ["probes"], ["probes", "vulnerable-code"], ["probes", "drift"],
+        ["agent", "scripted"], ["agent", "investigate"], ["bench", "game"], ["probes"],
+        ["probes", "vulnerable-code"], ["probes", "drift"],
         ["probes", "build-data"],
     ],
 )  # fmt: skip
@@ -41,6 +42,15 @@ def test_user_error_is_one_line_exit_2(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
     proc = _cli("audit", "--out", str(tmp_path), "--budget", "huge")
     assert proc.returncode == 2 and "unknown budget" in proc.stderr
+    for args in (
+        ["agent", "investigate", "--workspace", str(tmp_path), "--tools", "black-box,telepathy"],
+        ["mcp", "--workspace", str(tmp_path), "--tools", "telepathy"],
+        ["bench", "game", "--out", str(tmp_path), "--split", "train"],
+        ["bench", "game", "--out", str(tmp_path), "--subsets", "black-box+telepathy"],
+    ):
+        proc = _cli(*args)
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:"), args
     debug = _cli("--debug", "audit", "--out", str(tmp_path), "--base", str(tmp_path / "missing"))
     assert debug.returncode != 0 and "Traceback" in debug.stderr
 

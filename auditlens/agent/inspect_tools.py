@@ -75,10 +75,14 @@ def inspect_tool(spec: ToolSpec, toolkit: Toolkit) -> Any:
 
 
 def inspect_tools(toolkit: Toolkit, names: Sequence[str] | None = None) -> list[Any]:
-    """Inspect ``Tool`` objects for every agent tool (or those in ``names``)."""
+    """Inspect ``Tool`` objects for the toolkit's visible tools (or those in ``names``; a
+    hidden one is still refused when called)."""
     wanted = set(names) if names is not None else None
     if wanted is not None:
         unknown = wanted - {t.name for t in TOOLS}
         if unknown:
             raise AuditlensError(f"unknown agent tools: {', '.join(sorted(unknown))}")
-    return [inspect_tool(spec, toolkit) for spec in TOOLS if wanted is None or spec.name in wanted]
+        specs: Sequence[ToolSpec] = [t for t in TOOLS if t.name in wanted]
+    else:
+        specs = toolkit.visible()
+    return [inspect_tool(spec, toolkit) for spec in specs]

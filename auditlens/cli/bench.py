@@ -7,13 +7,16 @@ from typing import Annotated
 
 import typer
 
+from auditlens.agent.sweep import DEFAULT_SUBSETS, render_game_tables, run_sweep
 from auditlens.audit import resolve_budget
 from auditlens.cli._common import app
 from auditlens.testbed.bench import render_tables, rewrite_marked, run_testbed
 
 __all__ = ["bench_app"]
 
-bench_app = typer.Typer(help="Benchmarks: detection on the testbed.", no_args_is_help=True)
+bench_app = typer.Typer(
+    help="Benchmarks: detection and the auditing game on the testbed.", no_args_is_help=True
+)
 
 
 @bench_app.command("testbed")
@@ -42,6 +45,41 @@ def bench_testbed(
     tables = render_tables(result)
     for path in docs or []:
         rewrite_marked(path, "testbed", tables)
+    typer.echo(tables)
+
+
+@bench_app.command("game")
+def bench_game(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the sweep's records.")] = Path(
+        "out/game"
+    ),
+    budget: Annotated[str, typer.Option("--budget", help="fast or standard.")] = "fast",
+    split: Annotated[str, typer.Option("--split", help="dev, test or all.")] = "all",
+    subsets: Annotated[
+        str,
+        typer.Option(
+            "--subsets",
+            help="Comma-separated tool subsets, families joined by '+' "
+            "(default: " + ",".join(DEFAULT_SUBSETS) + ").",
+        ),
+    ] = ",".join(DEFAULT_SUBSETS),
+    organisms: Annotated[
+        str | None,
+        typer.Option("--organisms", help="Comma-separated organisms (default: the split's)."),
+    ] = None,
+    docs: Annotated[
+        list[Path] | None,
+        typer.Option("--docs", help="Markdown file(s) whose bench:game tables to rewrite."),
+    ] = None,
+) -> None:
+    """The affordance sweep: the built-in investigator on every shipped organism (and base vs
+    base) per tool subset, graded by the auditing game; dev and test apart."""
+    names = [n.strip() for n in organisms.split(",") if n.strip()] if organisms else None
+    chosen = [s.strip() for s in subsets.split(",") if s.strip()]
+    records = run_sweep(out, budget=budget, split=split, subsets=chosen, organisms=names)
+    tables = render_game_tables(records, budget)
+    for path in docs or []:
+        rewrite_marked(path, "game", tables)
     typer.echo(tables)
 
 

@@ -32,6 +32,7 @@ from auditlens.models import ModelPair, ModelSide
 __all__ = [
     "LimitError",
     "Limits",
+    "ToolHiddenError",
     "ToolInputError",
     "ToolSpec",
     "ToolkitBase",
@@ -43,6 +44,10 @@ __all__ = [
 
 class ToolInputError(AuditlensError):
     """An argument the tool cannot use (unknown site, unknown vector id, ...)."""
+
+
+class ToolHiddenError(ToolInputError):
+    """A call to a tool outside the session's tool subset."""
 
 
 class LimitError(AuditlensError):
@@ -156,8 +161,17 @@ class ToolSpec:
     description: str
 
     def bind(self, toolkit: Any) -> Callable[[Any], BaseModel]:
+        """The toolkit method behind this tool: refused when the session's subset hides the
+        tool, and numbered (``c1``, ``c2``, ...) in ``toolkit.calls`` when it runs."""
         fn: Callable[[Any], BaseModel] = getattr(toolkit, self.method)
-        return fn
+        name = self.name
+
+        def call(args: Any) -> BaseModel:
+            toolkit.check_allowed(name)
+            toolkit.calls.append({"id": f"c{len(toolkit.calls) + 1}", "tool": name})
+            return fn(args)
+
+        return call
 
 
 @dataclass
@@ -172,8 +186,24 @@ class ToolkitBase:
     prompts: str | Sequence[Any] = "generic_chat"
     """The audit's generic prompts (the crosscoder's and the ADL's)."""
     cache: ArtifactCache = field(default_factory=ArtifactCache)
+    allowed: frozenset[str] | None = None
+    """The tools this session may call (None: all); the others are refused."""
+    training_data: tuple[tuple[str, str], ...] | None = None
+    """(user, assistant) turns of the fine-tuning data, for the training-data baseline."""
+    calls: list[dict[str, str]] = field(default_factory=list)
+    """The session's tool calls in order: ``{"id": "c1", "tool": ...}``."""
+    answer: Any = None
+    """The game answer submitted with ``submit_answer``, if any."""
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     _memo: dict[Any, Any] = field(default_factory=dict, repr=False)
+
+    def check_allowed(self, name: str) -> None:
+        """Refuse a tool outside this session's subset (``submit_answer`` is always open)."""
+        if self.allowed is not None and name not in self.allowed and name != "submit_answer":
+            raise ToolHiddenError(
+                f"tool {name!r} is hidden in this session; available: "
+                + ", ".join(sorted(self.allowed))
+            )
 
     # ---- arguments -----------------------------------------------------------------------
     def _side(self, name: str) -> ModelSide:
