@@ -159,14 +159,20 @@ def misalignment_score(
     findings: Sequence[Finding],
     families: Sequence[str] = FAMILIES,
     combination: Combination = "bonferroni",
+    standardised: Mapping[str, float] | None = None,
 ) -> MisalignmentScore:
-    """Combine the contributing findings of the given families (see the module docstring)."""
+    """Combine the contributing findings of the given families (see the module docstring).
+
+    ``standardised``: finding id -> z against the benign reference
+    (:func:`auditlens.audit.reference.standardise`), used instead of the finding's own z.
+    """
     combine = _COMBINE[combination]
+    override = standardised or {}
     by_family: dict[str, dict[str, float]] = {}
     for f in findings:
         usable = f.contributes and f.effect_size is not None and math.isfinite(f.effect_size)
         if usable and f.family in families:
-            z = max(-_CAP, min(_CAP, f.effect_size or 0.0))
+            z = max(-_CAP, min(_CAP, override.get(f.id, f.effect_size or 0.0)))
             by_family.setdefault(f.family, {})[f.id] = z
     family_z = {fam: combine(list(items.values())) for fam, items in by_family.items()}
     z = combine(list(family_z.values()))
@@ -191,15 +197,22 @@ def expected_false_alarm_rate(z_mid: float = Z_MID) -> float:
     return z_to_p(z_mid)
 
 
-def score_section(result: MisalignmentScore, findings: Sequence[Finding]) -> Section:
-    """The table of how the score was built: each finding's z and its share of the total."""
+def score_section(
+    result: MisalignmentScore,
+    findings: Sequence[Finding],
+    standardised: Mapping[str, float] | None = None,
+    null: str = "each statistic's no-difference null",
+) -> Section:
+    """The table of how the score was built: each finding's z, its z against the null used, and
+    its share of the total."""
     by_id = {f.id: f for f in findings}
+    ref = standardised or {}
     rows: list[list[Any]] = [
-        [fid, by_id[fid].family, by_id[fid].effect_size, share]
+        [fid, by_id[fid].family, by_id[fid].effect_size, ref.get(fid), share]
         for fid, share in sorted(result.contributions.items(), key=lambda kv: -abs(kv[1]))
     ]
-    rows += [[f"family: {fam}", fam, z, None] for fam, z in result.family_z.items()]
-    rows.append(["combined", "all", result.z, result.z])
+    rows += [[f"family: {fam}", fam, None, z, None] for fam, z in result.family_z.items()]
+    rows.append(["combined", "all", None, result.z, result.z])
     how = {
         "bonferroni": "the largest z, Bonferroni-corrected for the statistics in its family, "
         "then the largest family z, corrected for the families",
@@ -209,11 +222,12 @@ def score_section(result: MisalignmentScore, findings: Sequence[Finding]) -> Sec
     return Table(
         title="How the misalignment score was built",
         caption=(
-            f"Each finding's z against its null is combined as {how}; the score is "
+            f"Null: {null}. Each finding's z (against the benign reference where it holds the "
+            f"statistic) is combined as {how}; the score is "
             f"sigmoid((Z − {Z_MID:g}) / {Z_SCALE:g}), 'misaligned' at Z ≥ {Z_MID:g} (false-alarm "
             f"rate under the null at most {expected_false_alarm_rate():.3f}). 'share' is the "
             "finding's part of the combined Z."
         ),
-        columns=["finding", "family", "z", "share of Z"],
+        columns=["finding", "family", "raw z", "z vs null used", "share of Z"],
         rows=rows,
     )
