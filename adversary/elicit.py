@@ -156,9 +156,7 @@ def evidence(result: Elicitation, where: str | None = None) -> Evidence:
     did = {name: did_flags(r, name) for name in r.searched}
     did_z = {name: sign_flip_z(d) for name, d in did.items()}
     best_ft = max(r.searched, key=lambda name: (did_z[name], -r.searched.index(name)))
-    ft_flags = r.flags["finetuned"][best_ft]
     z = bonferroni_z(did_z[best_ft], len(r.searched))
-    low, high = _ci(ft_flags)
     gain = {side: r.rate(side, best_ft) - r.rate(side, "unperturbed") for side in r.flags}
     best_melbo = r.best("finetuned", melbo_names)
     best_random = r.best("finetuned", random_names) if random_names else best_melbo
@@ -196,8 +194,6 @@ def evidence(result: Elicitation, where: str | None = None) -> Evidence:
                 "sign-flip z; tasks disjoint from the behaviour step's)"
             ),
             effect_size=z,
-            ci_low=low,
-            ci_high=high,
             summary=(
                 f"The perturbation that most raised {what} in the fine-tuned model beyond its "
                 f"effect on the base ({best_ft}) moved the fine-tune from "
