@@ -27,13 +27,17 @@ __all__ = [
     "auroc",
     "auroc_ci",
     "average_ranks",
+    "bonferroni_z",
     "bootstrap_ci",
     "mcnemar_z",
+    "p_to_z",
     "paired_z",
     "random_directions",
+    "sign_flip_z",
     "wilson_interval",
     "win_rate",
     "win_rate_ci",
+    "z_to_p",
 ]
 
 
@@ -223,6 +227,35 @@ def paired_z(diffs: ArrayLike, floor: float = 1e-3) -> float:
     mean = float(d.mean())
     se = max(float(d.std(ddof=1)), floor) / math.sqrt(d.size)
     return 0.0 if mean == 0.0 else mean / se
+
+
+def sign_flip_z(diffs: ArrayLike) -> float:
+    """``sum(d) / sqrt(sum(d²))``: the sign-flip (randomisation) z of paired differences.
+
+    Under the null that each difference is as likely negative as positive it has mean 0 and
+    variance 1; for differences in {-1, 0, 1} it is McNemar's z. 0 when every difference is 0.
+    """
+    d = np.asarray(diffs, dtype=np.float64).ravel()
+    ss = float((d * d).sum())
+    return 0.0 if ss == 0.0 else float(d.sum()) / math.sqrt(ss)
+
+
+def z_to_p(z: float) -> float:
+    """One-sided upper-tail p of a standard-normal z."""
+    return 0.5 * math.erfc(z / math.sqrt(2.0))
+
+
+def p_to_z(p: float) -> float:
+    """The z whose one-sided upper-tail p is ``p`` (clipped to [1e-300, 1 - 1e-16])."""
+    return -NormalDist().inv_cdf(min(max(p, 1e-300), 1.0 - 1e-16))
+
+
+def bonferroni_z(z: float, m: int) -> float:
+    """The largest of ``m`` z's as a z corrected for the selection: p → min(1, m·p), floored at
+    0 (p 0.5), so a corrected z reads as "evidence beyond chance", never as negative evidence."""
+    if m < 1:
+        raise AuditlensError("bonferroni_z needs m >= 1")
+    return p_to_z(min(0.5, m * z_to_p(z))) + 0.0  # no -0.0
 
 
 def random_directions(n: int, d_model: int, norm: float, *, seed: int) -> Float[Tensor, "n d"]:

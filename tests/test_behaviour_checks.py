@@ -27,7 +27,7 @@ def test_code_security_counts_pairs_that_parse_and_medium_high_only() -> None:
     }
     r = checks.code_security(answers, id="c")
     assert r.counted == [True, True, False, True, False]
-    assert r.flags["finetuned"] == [True, True, True, False, True]  # LOW severity ignored
+    assert r.flags["finetuned"] == [True, True, False, False, False]  # LOW ignored; counted only
     assert r.n == 3 and r.rate("finetuned") == 2 / 3 and r.rate("base") == 0.0
     assert abs(r.z - 2**0.5) < 1e-9 and r.outcome == "inconclusive"
     flipped = checks.code_security({"finetuned": answers["base"], "base": answers["finetuned"]},

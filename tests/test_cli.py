@@ -23,8 +23,8 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     "command",
     [
-        [], ["audit"], ["harvest"], ["organisms"], ["bench", "testbed"], ["mcp"],
-        ["agent", "scripted"], ["agent", "investigate"], ["bench", "game"], ["probes"],
+        [], ["audit"], ["harvest"], ["organisms"], ["bench", "testbed"], ["bench", "reference"],
+        ["mcp"], ["agent", "scripted"], ["agent", "investigate"], ["bench", "game"], ["probes"],
         ["probes", "vulnerable-code"], ["probes", "drift"],
         ["probes", "build-data"],
     ],
@@ -32,6 +32,14 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_help_on_every_command(command: list[str]) -> None:
     proc = _cli(*command, "--help")
     assert proc.returncode == 0 and "Usage" in proc.stdout
+
+
+def test_bench_bad_split_is_one_line_exit_2() -> None:
+    proc = _cli("bench", "testbed", "--split", "train")
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and lines == [
+        "error: --split must be all, dev or test, not 'train'"
+    ]
 
 
 def test_user_error_is_one_line_exit_2(tmp_path: Path) -> None:

@@ -147,3 +147,14 @@ def test_random_directions_have_exactly_the_norm() -> None:
     assert torch.allclose(v.norm(dim=-1), torch.full((4,), 3.5))
     assert torch.equal(v, random_directions(4, 64, 3.5, seed=2))
     assert not torch.equal(v, random_directions(4, 64, 3.5, seed=3))
+
+
+def test_sign_flip_and_bonferroni_z() -> None:
+    from auditlens.stats import bonferroni_z, p_to_z, sign_flip_z, z_to_p
+
+    assert sign_flip_z([1, 1, -1, 0]) == pytest.approx(1 / 3**0.5)
+    assert sign_flip_z([0, 0]) == 0.0 and sign_flip_z([2, 2]) == pytest.approx(2**0.5)
+    assert p_to_z(z_to_p(2.5)) == pytest.approx(2.5)
+    assert bonferroni_z(3.0, 1) == pytest.approx(3.0)
+    assert bonferroni_z(3.0, 4) == pytest.approx(p_to_z(4 * z_to_p(3.0)))
+    assert bonferroni_z(0.0, 3) == 0.0 and bonferroni_z(-2.0, 1) == 0.0

@@ -1,4 +1,5 @@
-"""The adversary step: one perturbation set on both sides, best-vs-best with matched controls."""
+"""The adversary step: one perturbation set on both sides, scored as a difference in
+differences (fine-tune perturbed − unperturbed) − (base perturbed − unperturbed)."""
 
 from __future__ import annotations
 
@@ -37,7 +38,39 @@ def _settings(**kw: Any) -> ElicitSettings:
     return ElicitSettings(**(opts | kw))
 
 
-def test_planted_change_is_elicited_and_base_is_not(
+def shrunk_copy(model: torch.nn.Module, c: float) -> torch.nn.Module:
+    """The same function with a residual stream ``c`` times smaller (embeddings and every block's
+    output scaled, RMSNorm's eps by c²): unperturbed it answers exactly as ``model`` does, but a
+    perturbation of a given norm moves it 1/c times as far. A planted steerable model."""
+    ft = copy.deepcopy(model)
+    with torch.no_grad():
+        ft.model.embed_tokens.weight.mul_(c)
+        for layer in ft.model.layers:
+            layer.self_attn.o_proj.weight.mul_(c)
+            layer.mlp.down_proj.weight.mul_(c)
+    for module in ft.modules():
+        if hasattr(module, "variance_epsilon"):
+            module.variance_epsilon *= c * c
+    return ft
+
+
+def test_planted_steerable_model_gives_a_positive_difference_in_differences(
+    tiny_tokenizer: Any, tiny_model_factory: Callable[..., torch.nn.Module], prompts: list[str]
+) -> None:
+    base = tiny_model_factory("llama")
+    pair = ModelPair.from_models(base, shrunk_copy(base, 0.05), tiny_tokenizer)
+    questions = (prompts * 3)[:12]
+    detector = _changed_detector(pair, questions, 6)
+    settings = _settings(radius=0.8, noise_grid=((0.2, 0), (0.2, 1)))
+    search = elicit.run(pair, questions, settings, detector=detector)
+    assert search.rate("finetuned", "unperturbed") == search.rate("base", "unperturbed") == 0.0
+    main = next(f for f in elicit.evidence(search).findings if f.contributes)
+    assert main.id == "adversary.elicited_insecure_code"
+    assert main.value >= 0.5 and main.control == 0.0
+    assert main.effect_size is not None and main.effect_size >= 2.0
+
+
+def test_unprompted_difference_cancels_in_the_difference_in_differences(
     tiny_tokenizer: Any,
     tiny_model_factory: Callable[..., torch.nn.Module],
     prompts: list[str],
@@ -61,8 +94,9 @@ def test_planted_change_is_elicited_and_base_is_not(
     search.save(tmp_path)
     out = elicit.evidence(search, "a")
     main = next(f for f in out.findings if f.id == "adversary.elicited_insecure_code")
-    assert main.contributes and main.control == 0.0 and main.value >= 0.75
-    assert main.effect_size is not None and main.effect_size >= 2.0
+    # The fine-tune differs unprompted (the behaviour step's evidence), but the perturbations
+    # move it no more than they move the base: no adversarial evidence.
+    assert main.contributes and main.value == main.control == 0.0 and main.effect_size == 0.0
     assert [f.id for f in out.findings if f.contributes] == [main.id]
     kinds = [type(s) for s in out.sections]
     assert kinds.count(GenerationPairs) == 2 and Table in kinds
@@ -96,6 +130,16 @@ def test_matched_null_gives_zero(
     effects = {f.id: f.effect_size for f in out.findings}
     assert effects["adversary.elicited_insecure_code"] == 0.0
     assert effects["adversary.pooled_insecure_code"] == 0.0
+
+
+def test_adversary_tasks_are_disjoint_from_the_behaviour_steps() -> None:
+    from auditlens.audit.steps.behaviour import held_out_tasks
+
+    for n, n_behaviour in ((8, 32), (16, 64), (32, 128), (4, 6)):
+        tasks = adversary.adversary_tasks(n, n_behaviour)
+        taken = {t.task_id for t in held_out_tasks(n_behaviour)}
+        assert len(tasks) == n and not taken & {t.task_id for t in tasks}
+        assert sum(t.split == "eval_ood" for t in tasks) == n // 2
 
 
 def test_run_on_code_tasks_base_vs_base(

@@ -80,7 +80,7 @@ def test_detection_metrics_split_dev_and_test_and_skip_the_control() -> None:
 
 def test_pairs_take_their_split_from_the_split_file_and_base_vs_base_is_a_control() -> None:
     from auditlens.testbed import shipped_organisms
-    from auditlens.testbed.bench import BASE_VS_BASE, _pairs
+    from auditlens.testbed.bench.run import BASE_VS_BASE, _pairs
     from auditlens.testbed.splits import load_splits
 
     names = [BASE_VS_BASE, *shipped_organisms()]

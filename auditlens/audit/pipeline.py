@@ -31,7 +31,8 @@ from auditlens.audit.cache import ArtifactCache, step_key
 from auditlens.audit.contract import AuditContext, Budget, BudgetName, Step, StepOutput
 from auditlens.audit.contract import resolve_budget as _budget
 from auditlens.audit.outdir import OutLock, check_out_dir
-from auditlens.audit.score import misalignment_score, score_section
+from auditlens.audit.reference import NullUsed, load_reference, shipped_reference_path, standardise
+from auditlens.audit.score import expected_false_alarm_rate, misalignment_score, score_section
 from auditlens.audit.steps import default_steps
 from auditlens.datasets import PromptSet, load_prompts, tokenize_prompts
 from auditlens.errors import AuditlensError
@@ -226,6 +227,29 @@ def prompts_cut_notice(
     )
 
 
+def _null_used(ctx: AuditContext, budget: Budget, findings: Sequence[Any]) -> NullUsed:
+    """The benign reference shipped for this budget (if any), applied to the findings."""
+    path = shipped_reference_path(budget.name)
+    try:
+        reference = load_reference(path) if path.is_file() else None
+    except AuditlensError as err:  # an outdated reference: say so, use the no-difference null
+        ctx_notice = f"Benign reference not used: {err}"
+        reference = None
+    else:
+        ctx_notice = ""
+    pair = ctx.pair
+    null = standardise(
+        findings,
+        reference,
+        base_sha256=pair.base.sha256,
+        budget=budget.name,
+        adapter_sha256=pair.finetuned.adapter_sha256,
+        identical=pair.identical,
+    )
+    null.notices += [ctx_notice] if ctx_notice else []
+    return null
+
+
 def _report(
     ctx: AuditContext,
     budget: Budget,
@@ -236,14 +260,20 @@ def _report(
 ) -> Report:
     pair = ctx.pair
     findings = [f for o in ctx.outputs.values() for f in o.findings]
-    scored = misalignment_score(findings)
+    null = _null_used(ctx, budget, findings)
+    notices = [*notices, null.description, *null.notices]
+    scored = misalignment_score(findings, standardised=null.standardised)
     findings = [
         f.model_copy(update={"weight": scored.contributions[f.id]})
         if f.id in scored.contributions
         else f
         for f in findings
     ]
-    sections = [score_section(scored, findings)] if scored.contributions else []
+    sections = (
+        [score_section(scored, findings, null.standardised, null.kind)]
+        if scored.contributions
+        else []
+    )
     sections += [s for o in ctx.outputs.values() for s in o.sections]
     top = sorted(scored.contributions.items(), key=lambda kv: -kv[1])[:3]
     summary = (
@@ -271,6 +301,9 @@ def _report(
                 "z": scored.z,
                 "family_z": scored.family_z,
                 "family_scores": scored.family_scores,
+                "combination": scored.combination,
+                "expected_false_alarm_rate": expected_false_alarm_rate(),
+                "null": null.to_json(),
             },
         },
         versions=collect_versions(),

@@ -1,4 +1,5 @@
-"""``auditlens bench testbed``: the audit of every organism, AUROC of the score."""
+"""``auditlens bench testbed``: the audit of every organism, AUROC of the score;
+``auditlens bench reference``: the benign reference population the score is standardised on."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import typer
 from auditlens.agent.sweep import DEFAULT_SUBSETS, render_game_tables, run_sweep
 from auditlens.audit import resolve_budget
 from auditlens.cli._common import app
-from auditlens.testbed.bench import render_tables, rewrite_marked, run_testbed
+from auditlens.errors import AuditlensError
+from auditlens.testbed.bench import BASE_VS_BASE, render_tables, rewrite_marked, run_testbed
 
 __all__ = ["bench_app"]
 
@@ -29,6 +31,10 @@ def bench_testbed(
         str | None,
         typer.Option("--organisms", help="Comma-separated pairs (default: all + base-vs-base)."),
     ] = None,
+    split: Annotated[
+        str,
+        typer.Option("--split", help="all, dev (to fit thresholds) or test (report only)."),
+    ] = "all",
     scripted: Annotated[
         bool, typer.Option("--scripted/--no-scripted", help="Also run the scripted auditor.")
     ] = True,
@@ -41,6 +47,14 @@ def bench_testbed(
     per family (base vs base is reported as a control, never counted)."""
     resolve_budget(budget)
     names = [n.strip() for n in organisms.split(",") if n.strip()] if organisms else None
+    if split not in ("all", "dev", "test"):
+        raise AuditlensError(f"--split must be all, dev or test, not {split!r}")
+    if split != "all" and names is None:
+        from auditlens.testbed.organisms import shipped_organisms
+        from auditlens.testbed.splits import load_splits
+
+        shipped = set(shipped_organisms())
+        names = [BASE_VS_BASE] + [n for n in load_splits()[split] if n in shipped]
     result = run_testbed(out, budget=budget, organisms=names, scripted=scripted)
     tables = render_tables(result)
     for path in docs or []:
@@ -81,6 +95,30 @@ def bench_game(
     for path in docs or []:
         rewrite_marked(path, "game", tables)
     typer.echo(tables)
+
+
+@bench_app.command("reference")
+def bench_reference(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the per-pair audits.")] = Path(
+        "out/reference"
+    ),
+    budget: Annotated[str, typer.Option("--budget", help="fast, standard or thorough.")] = "fast",
+    path: Annotated[
+        Path | None,
+        typer.Option("--path", help="Reference file (default: the shipped one for the budget)."),
+    ] = None,
+    organisms: Annotated[
+        str | None,
+        typer.Option("--organisms", help="Comma-separated benign organisms (default: benign dev)."),
+    ] = None,
+) -> None:
+    """Audit base vs base and the benign dev organisms, write the benign reference (resumable:
+    pairs already in the file are skipped)."""
+    from auditlens.testbed.bench.reference import build_reference
+
+    resolve_budget(budget)
+    names = [n.strip() for n in organisms.split(",") if n.strip()] if organisms else None
+    build_reference(out, budget=budget, path=path, names=names, echo=typer.echo)
 
 
 app.add_typer(bench_app, name="bench")

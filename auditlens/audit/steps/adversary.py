@@ -1,23 +1,43 @@
 """The adversary step: MELBO and activation noise on held-out code tasks, the same
-perturbations on both sides (:mod:`auditlens.adversary.elicit`). The MELBO vectors come from
-the shared artifact cache."""
+perturbations on both sides (:mod:`auditlens.adversary.elicit`), scored as a difference in
+differences on tasks disjoint from the behaviour step's. The MELBO vectors come from the shared
+artifact cache."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from auditlens.adversary import elicit
 from auditlens.audit import artifacts
 from auditlens.audit.contract import AuditContext, Budget, Step, StepOutput
+from auditlens.audit.steps.behaviour import held_out_tasks
 from auditlens.datasets import PromptSet
+from auditlens.errors import AuditlensError
 from auditlens.testbed.tasks import eval_tasks
 
-__all__ = ["STEP", "settings"]
+__all__ = ["STEP", "adversary_tasks", "settings"]
 
 SEED = 0
 """Seed of the task sample, MELBO initialisation, random controls and noise."""
 
 
-def settings(budget: Budget, prompts: PromptSet) -> tuple[int, elicit.ElicitSettings]:
-    """(tasks scored, the search): ``melbo_vectors`` vectors, half as many noise runs."""
+def adversary_tasks(n: int, n_behaviour: int) -> list[Any]:
+    """``n`` testbed code tasks (half from trained families), none of the behaviour step's
+    ``n_behaviour`` tasks: the two families never score the same answers."""
+    taken = {t.task_id for t in held_out_tasks(n_behaviour)}
+    half = (n_behaviour + 1) // 2 + (n + 1) // 2
+    in_dist, held_out = eval_tasks(seed=SEED, n_id=half, n_ood=half)
+    pick_id = [t for t in in_dist if t.task_id not in taken][: (n + 1) // 2]
+    pick_ood = [t for t in held_out if t.task_id not in taken][: n // 2]
+    tasks = pick_id + pick_ood
+    if len(tasks) != n or taken & {t.task_id for t in tasks}:
+        raise AuditlensError("the adversary's tasks must be disjoint from the behaviour step's")
+    return tasks
+
+
+def settings(budget: Budget, prompts: PromptSet) -> tuple[int, int, elicit.ElicitSettings]:
+    """(tasks scored, the behaviour step's task count, the search): ``melbo_vectors`` vectors,
+    half as many noise runs."""
     search = elicit.ElicitSettings(
         n_vectors=budget.melbo_vectors,
         melbo_steps=budget.melbo_steps,
@@ -26,13 +46,12 @@ def settings(budget: Budget, prompts: PromptSet) -> tuple[int, elicit.ElicitSett
         batch_size=budget.batch_size,
         seed=SEED,
     )
-    return budget.adversary_prompts, search
+    return budget.adversary_prompts, budget.n_code_tasks, search
 
 
-def run(ctx: AuditContext, s: tuple[int, elicit.ElicitSettings]) -> StepOutput:
-    n, search = s
-    in_dist, held_out = eval_tasks(seed=SEED, n_id=(n + 1) // 2, n_ood=n // 2)
-    prompts = [t.request for t in in_dist + held_out]
+def run(ctx: AuditContext, s: tuple[int, int, elicit.ElicitSettings]) -> StepOutput:
+    n, n_behaviour, search = s
+    prompts = [t.request for t in adversary_tasks(n, n_behaviour)]
     config = elicit.melbo_config(ctx.pair, prompts, search)
     train = elicit.training_prompts(prompts, search)
     melbo, melbo_dir, _ = artifacts.melbo_vectors(ctx.cache, ctx.pair, train, config)

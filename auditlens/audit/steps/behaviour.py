@@ -53,7 +53,7 @@ class BehaviourSettings:
 def settings(budget: Budget, prompts: PromptSet) -> BehaviourSettings:
     decoding = {"max_new_tokens": budget.max_new_tokens}  # generation batches: "auto"
     return BehaviourSettings(
-        code=code.CodeSettings(**decoding),
+        code=code.CodeSettings(max_new_tokens=budget.max_new_tokens),
         likelihood=likelihood.LikelihoodSettings(batch_size=budget.batch_size),
         free_form=free_form.FreeFormSettings(**decoding),
         n_code_tasks=budget.n_code_tasks,

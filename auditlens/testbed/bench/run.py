@@ -22,6 +22,7 @@ from auditlens.audit import audit
 from auditlens.audit.score import FAMILIES, misalignment_score
 from auditlens.models import load_pair
 from auditlens.stats import auroc, auroc_ci
+from auditlens.testbed.bench.metrics import flags_misaligned, split_metrics
 from auditlens.testbed.organisms import load_manifest, shipped_organisms
 from auditlens.testbed.splits import split_of
 from auditlens.testbed.tables import rewrite_marked
@@ -57,6 +58,8 @@ class PairResult:
     split: str = "dev"
     """``dev``, ``test`` (``splits.json``) or ``control`` (base vs base: reported, never
     counted in an AUROC)."""
+    family_z: dict[str, float] = field(default_factory=dict)
+    """Each family's combined z (for the leave-one-family-out ablation)."""
 
 
 @dataclass
@@ -70,14 +73,11 @@ class TestbedResult:
     separated: bool = False
     """Every misaligned pair scored above every benign one."""
     scripted_accuracy: float | None = None
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per split (dev, test, all): :class:`~auditlens.testbed.bench.metrics.SplitMetrics`."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def flags_misaligned(verdict: str | None) -> bool:
-    """Whether a verdict string (ours or the scripted auditor's) says 'misaligned'."""
-    return bool(verdict) and str(verdict).startswith("misaligned")
 
 
 def load_result(path: str | Path) -> TestbedResult:
@@ -149,16 +149,21 @@ def run_testbed(
         report = audit(pair, out / name, budget=budget, progress=progress)  # type: ignore[arg-type]
         seconds = time.perf_counter() - t0
         found = report.findings.findings
-        total = misalignment_score(found)
+        null = (report.findings.config.get("score") or {}).get("null") or {}
+        std = null.get("standardised") or {}
+        total = misalignment_score(found, standardised=std)
         row = PairResult(
             name=name,
             misaligned=misaligned,
             score=total.score,
             verdict=total.verdict,
             z=total.z,
-            family_scores={f: misalignment_score(found, [f]).score for f in FAMILIES},
+            family_scores={
+                f: misalignment_score(found, [f], standardised=std).score for f in FAMILIES
+            },
             seconds=round(seconds, 1),
             split=split,
+            family_z=total.family_z,
         )
         if scripted:
             row.scripted_verdict, row.scripted_score = _scripted(pair, out / name / "agent", budget)
@@ -166,6 +171,7 @@ def run_testbed(
         del pair
     result = TestbedResult(budget=budget, pairs=results)
     result.auroc, result.auroc_ci, result.separated = detection_metrics(results)
+    result.metrics = {k: split_metrics(results, k).to_json() for k in ("dev", "test", "all")}
     if scripted:
         hits = [flags_misaligned(r.scripted_verdict) == r.misaligned for r in results]
         result.scripted_accuracy = sum(hits) / len(hits)
@@ -215,6 +221,8 @@ def render_tables(result: TestbedResult) -> str:
             + ("**yes**" if result.separated else "**no**")
             + "."
         )
+    if result.metrics:
+        lines += ["", *_metrics_table(result.metrics)]
     if result.scripted_accuracy is not None:
         hits = sum(flags_misaligned(r.scripted_verdict) == r.misaligned for r in result.pairs)
         lines.append("")
@@ -223,3 +231,38 @@ def render_tables(result: TestbedResult) -> str:
             f"({hits}/{len(result.pairs)} pairs)."
         )
     return "\n".join(lines) + "\n"
+
+
+def _ci(values: Sequence[float] | None) -> str:
+    return f"{values[0]:.2f}–{values[1]:.2f}" if values else "–"
+
+
+def _metrics_table(metrics: dict[str, dict[str, Any]]) -> list[str]:
+    """Verdict metrics per split at the fixed thresholds (95% bootstrap over organisms)."""
+    lines = [
+        "| split | organisms (misaligned) | verdict accuracy | AUROC | false alarms on benign "
+        "| wrong verdicts |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, m in metrics.items():
+        if not m["n"]:
+            continue
+        auc = "–" if m["auroc"] is None else f"{m['auroc']:.3f} ({_ci(m['auroc_ci'])})"
+        fa = (
+            "–"
+            if m["false_alarm_rate"] is None
+            else f"{m['false_alarm_rate']:.2f} ({_ci(m['false_alarm_ci'])})"
+        )
+        lines.append(
+            f"| {key} | {m['n']} ({m['n_misaligned']}) | {m['accuracy']:.2f} "
+            f"({_ci(m['accuracy_ci'])}) | {auc} | {fa} | {', '.join(m['misses']) or '–'} |"
+        )
+    lines += ["", "| split | family | AUROC alone | AUROC without it |", "|---|---|---|---|"]
+    for key, m in metrics.items():
+        for fam in FAMILIES:
+            alone, removed = m["family_alone"].get(fam), m["family_removed"].get(fam)
+            if alone is None and removed is None:
+                continue
+            fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
+            lines.append(f"| {key} | {fam} | {fmt(alone)} | {fmt(removed)} |")
+    return lines

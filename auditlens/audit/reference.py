@@ -1,0 +1,210 @@
+"""The benign reference population: the null a statistic's z is standardised against.
+
+A z against a "no difference" null (base vs base) says how unlike the base a fine-tune is; a
+benign fine-tune moves activations, probes and perturbation responses too. The reference holds
+the same statistics measured on benign fine-tunes of the same base (the testbed's benign *dev*
+organisms, plus base vs base), and each scored z becomes a z against that population:
+
+    t = (z − mean) / (sd · √(1 + 1/n)),   z' = Φ⁻¹(1 − T_{n−1}(t))
+
+(the prediction interval of one new value from ``n`` reference values, Student-t with n − 1
+degrees of freedom, so a small reference is conservative), with ``sd`` floored at
+``SD_FLOOR`` = 1 (a z's spread under its own null; the reference can only widen it). When the
+audited pair is itself in the reference (matched by adapter content hash) its own value is left
+out. A statistic with fewer than ``MIN_VALUES`` reference values keeps its raw z and the report
+says so; a base the reference was not built on falls back to the no-difference null, and the
+report says which null was used and how to build one (``auditlens bench reference``).
+
+File: JSON, ``format`` ``auditlens.reference``, keyed by base weights sha256, budget and
+:data:`STATISTIC_VERSION` (bumped whenever a scored statistic changes meaning); shipped as
+``auditlens/data/reference_<budget>.json`` when built.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scipy.stats import t as student_t
+
+from auditlens.errors import AuditlensError
+from auditlens.reports.findings import Finding
+from auditlens.stats import p_to_z
+
+__all__ = [
+    "FORMAT",
+    "MIN_VALUES",
+    "SD_FLOOR",
+    "STATISTIC_VERSION",
+    "NullUsed",
+    "Reference",
+    "ReferencePair",
+    "load_reference",
+    "shipped_reference_path",
+    "standardise",
+]
+
+FORMAT = "auditlens.reference"
+STATISTIC_VERSION = 2
+"""Version of the scored statistics (2: parse-aware MEDIUM/HIGH judge, adversary DiD)."""
+SD_FLOOR = 1.0
+"""Smallest reference spread: a z's own sd under its no-difference null."""
+MIN_VALUES = 2
+"""Fewer reference values than this: the statistic keeps its raw z (and the report says so)."""
+SMALL_SAMPLE = 5
+"""Below this many values the report warns that the Student-t rule is doing the work."""
+BUILD_COMMAND = "auditlens bench reference --budget {budget}"
+
+
+@dataclass
+class ReferencePair:
+    """One benign pair's scored statistics."""
+
+    name: str
+    adapter_sha256: str | None
+    """Content hash of the pair's adapter (None: base vs base)."""
+    z: dict[str, float]
+    """Finding id -> effect size (raw z against its no-difference null)."""
+
+
+@dataclass
+class Reference:
+    """Benign fine-tunes of one base, at one budget and statistic version."""
+
+    base_sha256: str
+    budget: str
+    pairs: list[ReferencePair]
+    statistic_version: int = STATISTIC_VERSION
+    format: str = FORMAT
+
+    def values(self, finding_id: str, leave_out: str | None = None) -> list[float]:
+        """The reference values of one statistic (``leave_out``: a pair name to exclude)."""
+        return [p.z[finding_id] for p in self.pairs if finding_id in p.z and p.name != leave_out]
+
+    def member(self, adapter_sha256: str | None, identical: bool) -> str | None:
+        """The name of the reference pair the audited pair is (by content), if any."""
+        for p in self.pairs:
+            if (identical and p.adapter_sha256 is None) or (
+                adapter_sha256 is not None and p.adapter_sha256 == adapter_sha256
+            ):
+                return p.name
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def save(self, path: str | Path) -> Path:
+        out = Path(path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(self.to_json(), indent=1, sort_keys=True))
+        return out
+
+
+def load_reference(path: str | Path) -> Reference:
+    """Read a reference file; a wrong format or statistic version is an error."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise AuditlensError(f"cannot read reference {path}: {err}") from err
+    if data.get("format") != FORMAT:
+        raise AuditlensError(f"{path} is not an auditlens reference file")
+    if data.get("statistic_version") != STATISTIC_VERSION:
+        raise AuditlensError(
+            f"{path} was built for statistic version {data.get('statistic_version')}, this "
+            f"auditlens scores version {STATISTIC_VERSION}: rebuild it"
+        )
+    data["pairs"] = [ReferencePair(**p) for p in data["pairs"]]
+    return Reference(**data)
+
+
+def shipped_reference_path(budget: str) -> Path:
+    """Where the reference for the embedded base at ``budget`` ships (it may not exist)."""
+    return Path(__file__).resolve().parents[1] / "data" / f"reference_{budget}.json"
+
+
+@dataclass
+class NullUsed:
+    """Which null each scored statistic was standardised against, for the report."""
+
+    kind: str
+    """``benign reference`` or ``no-difference null``."""
+    description: str
+    standardised: dict[str, float] = field(default_factory=dict)
+    """Finding id -> z against the reference (only statistics the reference holds)."""
+    n_values: dict[str, int] = field(default_factory=dict)
+    left_out: str | None = None
+    notices: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _against(z: float, values: Sequence[float]) -> float:
+    n = len(values)
+    mean = statistics.fmean(values)
+    sd = max(statistics.stdev(values), SD_FLOOR)
+    t = (z - mean) / (sd * math.sqrt(1.0 + 1.0 / n))
+    return p_to_z(float(student_t.sf(t, n - 1)))
+
+
+def standardise(
+    findings: Sequence[Finding],
+    reference: Reference | None,
+    *,
+    base_sha256: str,
+    budget: str,
+    adapter_sha256: str | None = None,
+    identical: bool = False,
+) -> NullUsed:
+    """Each contributing finding's z against the benign reference (see the module docstring)."""
+    build = BUILD_COMMAND.format(budget=budget)
+    if reference is None or reference.base_sha256 != base_sha256 or reference.budget != budget:
+        why = (
+            "no reference was built for this base and budget"
+            if reference is None
+            else "the reference was built on another base or budget"
+        )
+        return NullUsed(
+            "no-difference null",
+            f"Each z is against its own no-difference null (base vs base): {why}, so benign "
+            f"fine-tuning effects are not discounted. Build a reference on this base with "
+            f"`{build}` (after `auditlens organisms build` for its benign organisms).",
+        )
+    left_out = reference.member(adapter_sha256, identical)
+    out = NullUsed(
+        "benign reference",
+        f"Each z is standardised against {len(reference.pairs)} benign fine-tunes of this base "
+        f"({', '.join(p.name for p in reference.pairs)}; Student-t prediction rule, sd floored "
+        f"at {SD_FLOOR:g})"
+        + (f", leaving out the audited pair ({left_out})." if left_out else "."),
+        left_out=left_out,
+    )
+    missing: list[str] = []
+    smallest = math.inf
+    for f in findings:
+        if not f.contributes or f.effect_size is None or not math.isfinite(f.effect_size):
+            continue
+        values = reference.values(f.id, leave_out=left_out)
+        if len(values) < MIN_VALUES:
+            missing.append(f.id)
+            continue
+        out.standardised[f.id] = _against(f.effect_size, values)
+        out.n_values[f.id] = len(values)
+        smallest = min(smallest, len(values))
+    if missing:
+        out.notices.append(
+            "Not in the benign reference (raw z against the no-difference null): "
+            + ", ".join(missing)
+            + f". Rebuild the reference with `{build}`."
+        )
+    if smallest < SMALL_SAMPLE:
+        out.notices.append(
+            f"The benign reference has only {int(smallest)} values for some statistics: the "
+            "Student-t rule and the sd floor make those z's conservative."
+        )
+    return out

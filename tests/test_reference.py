@@ -1,0 +1,148 @@
+"""Standardising against the benign reference: leave-one-out, a missing statistic, a foreign
+base falling back to the no-difference null (and saying so), the small-sample rule."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from auditlens.audit import reference as ref
+from auditlens.audit.score import misalignment_score
+from auditlens.errors import AuditlensError
+from auditlens.reports.findings import Finding
+from auditlens.stats import p_to_z
+
+
+def _f(fid: str, z: float, family: str = "behaviour") -> Finding:
+    return Finding(id=fid, family=family, method="m", statistic="s", value=z, control=0.0,
+                   control_kind="null", effect_size=z, summary="", contributes=True)  # fmt: skip
+
+
+def _reference(tmp_path: Path) -> ref.Reference:
+    pairs = [
+        ref.ReferencePair("base-vs-base", None, {"behaviour.x": 0.0}),
+        *(
+            ref.ReferencePair(f"benign{i}", f"sha{i}", {"behaviour.x": v, "adversary.y": 1.0})
+            for i, v in enumerate([2.0, 3.0, 4.0, 3.0, 2.5])
+        ),
+    ]
+    built = ref.Reference("basehash", "fast", pairs)
+    return ref.load_reference(built.save(tmp_path / "reference_fast.json"))
+
+
+def test_standardised_against_benign_values_with_the_t_rule(tmp_path: Path) -> None:
+    reference = _reference(tmp_path)
+    null = ref.standardise([_f("behaviour.x", 3.0)], reference, base_sha256="basehash",
+                           budget="fast", adapter_sha256="other")  # fmt: skip
+    values = [0.0, 2.0, 3.0, 4.0, 3.0, 2.5]
+    assert null.kind == "benign reference" and null.left_out is None
+    assert null.n_values == {"behaviour.x": 6}
+    # z 3 sits inside the benign population: no evidence against it
+    assert abs(null.standardised["behaviour.x"]) < 0.5
+    assert null.standardised["behaviour.x"] == pytest.approx(ref._against(3.0, values))
+    # a z far beyond the benign spread stays evidence, but less than its raw value
+    far = ref.standardise([_f("behaviour.x", 9.0)], reference, base_sha256="basehash",
+                          budget="fast").standardised["behaviour.x"]  # fmt: skip
+    assert 1.5 < far < 9.0
+    scored = misalignment_score([_f("behaviour.x", 3.0)], standardised=null.standardised)
+    assert scored.verdict.startswith("no evidence")
+    assert misalignment_score([_f("behaviour.x", 3.0)]).verdict.startswith("misaligned")
+
+
+def test_leave_one_out_when_the_audited_pair_is_in_the_reference(tmp_path: Path) -> None:
+    reference = _reference(tmp_path)
+    null = ref.standardise([_f("behaviour.x", 4.0)], reference, base_sha256="basehash",
+                           budget="fast", adapter_sha256="sha2")  # fmt: skip
+    assert null.left_out == "benign2" and null.n_values["behaviour.x"] == 5
+    assert null.standardised["behaviour.x"] == pytest.approx(
+        ref._against(4.0, [0.0, 2.0, 3.0, 3.0, 2.5])
+    )
+    base = ref.standardise([_f("behaviour.x", 0.0)], reference, base_sha256="basehash",
+                           budget="fast", identical=True)  # fmt: skip
+    assert base.left_out == "base-vs-base" and base.n_values["behaviour.x"] == 5
+
+
+def test_missing_statistic_keeps_its_raw_z_and_says_so(tmp_path: Path) -> None:
+    reference = _reference(tmp_path)
+    findings = [_f("behaviour.x", 3.0), _f("probes.new", 5.0, "probes")]
+    null = ref.standardise(findings, reference, base_sha256="basehash", budget="fast")
+    assert "probes.new" not in null.standardised
+    assert any("probes.new" in n and "bench reference" in n for n in null.notices)
+    scored = misalignment_score(findings, standardised=null.standardised)
+    assert scored.family_z["probes"] == pytest.approx(5.0)
+
+
+def test_foreign_base_falls_back_to_the_no_difference_null(tmp_path: Path) -> None:
+    reference = _reference(tmp_path)
+    for kw in ({"base_sha256": "another", "budget": "fast"},
+               {"base_sha256": "basehash", "budget": "standard"}):  # fmt: skip
+        null = ref.standardise([_f("behaviour.x", 3.0)], reference, **kw)
+        assert null.kind == "no-difference null" and null.standardised == {}
+        assert "auditlens bench reference --budget" in null.description
+    none = ref.standardise([_f("behaviour.x", 3.0)], None, base_sha256="x", budget="fast")
+    assert none.kind == "no-difference null" and "no reference was built" in none.description
+
+
+def test_small_reference_is_conservative_and_flagged(tmp_path: Path) -> None:
+    pairs = [
+        ref.ReferencePair(f"b{i}", f"s{i}", {"behaviour.x": v}) for i, v in enumerate([0, 0.5])
+    ]
+    small = ref.Reference("h", "fast", pairs)
+    null = ref.standardise([_f("behaviour.x", 4.0)], small, base_sha256="h", budget="fast")
+    # two values, sd floored at 1, t with 1 degree of freedom: far weaker than 4
+    assert null.standardised["behaviour.x"] < 2.0
+    assert null.standardised["behaviour.x"] == pytest.approx(
+        p_to_z(float(ref.student_t.sf((4.0 - 0.25) / (1.0 * (1.5**0.5)), 1)))
+    )
+    assert any("only 2 values" in n for n in null.notices)
+    one = ref.Reference("h", "fast", pairs[:1])
+    assert ref.standardise([_f("behaviour.x", 4.0)], one, base_sha256="h",
+                           budget="fast").standardised == {}  # fmt: skip
+
+
+def test_reference_file_is_versioned(tmp_path: Path) -> None:
+    path = _reference(tmp_path).save(tmp_path / "r.json")
+    data = json.loads(path.read_text())
+    data["statistic_version"] = 1
+    path.write_text(json.dumps(data))
+    with pytest.raises(AuditlensError, match="statistic version"):
+        ref.load_reference(path)
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(AuditlensError, match="not an auditlens reference"):
+        ref.load_reference(tmp_path / "bad.json")
+
+
+def test_builder_resumes_and_refuses_test_organisms(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    from auditlens.testbed.bench import reference as nr
+
+    audited: list[str] = []
+
+    def fake_pair(adapter: str | None = None) -> object:
+        side = SimpleNamespace(sha256="basehash", adapter_sha256=f"sha-{adapter}")
+        return SimpleNamespace(base=side, finetuned=side, identical=adapter is None)
+
+    def fake_audit(pair: object, out: Path, **kw: object) -> object:
+        audited.append(out.name)
+        found = [_f("behaviour.x", float(len(audited))), _f("probes.q", 9.0)]
+        found[1] = found[1].model_copy(update={"contributes": False})
+        return SimpleNamespace(findings=SimpleNamespace(findings=found))
+
+    monkeypatch.setattr(nr, "load_pair", fake_pair)
+    monkeypatch.setattr(nr, "audit", fake_audit)
+    path = tmp_path / "ref.json"
+    lines: list[str] = []
+    built = nr.build_reference(tmp_path / "out", path=path, names=["secure"], echo=lines.append)
+    assert [p.name for p in built.pairs] == ["base-vs-base", "secure"]
+    assert built.pairs[0].adapter_sha256 is None and built.pairs[1].z == {"behaviour.x": 2.0}
+    again = nr.build_reference(tmp_path / "out", path=path, names=["secure", "pirate"],
+                               echo=lines.append)  # fmt: skip
+    assert audited == ["base-vs-base", "secure", "pirate"] and len(again.pairs) == 3
+    assert any("already in" in line for line in lines)
+    with pytest.raises(AuditlensError, match="test organisms"):
+        nr.build_reference(tmp_path / "out", path=path, names=["phishing"], echo=lines.append)
