@@ -224,6 +224,11 @@ def _drift_finding(
             f"permutation z {drift.effect_size:+.2f}, p = {drift.p_value:.2f} against "
             f"{n_shuffles} shuffled-label directions)."
         )
+    summary += (
+        " Reported, not scored: two models differing only by weight noise already reach z ≈ 2 "
+        "(the shuffled-label directions do not match the trained direction's activation "
+        "geometry), so this z is not a valid null z."
+    )
     return Finding(
         id=f"probes.drift_projection.{name}",
         family="probes",
@@ -239,7 +244,7 @@ def _drift_finding(
         effect_size=drift.effect_size,
         summary=summary,
         artifacts=art,
-        contributes=True,
+        contributes=False,
     )
 
 

@@ -60,22 +60,20 @@ def test_behaviour_statistics_on_two_models_that_should_not_differ(
     assert likelihood.effect_size is not None and abs(likelihood.effect_size) < 1.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="probes.drift_projection is miscalibrated against its shuffled-direction null: "
-    "z ~ 2.0 for weight noise of any size (measured 1e-6 to 1e-2, docs/audit.md); the benign "
-    "reference is what discounts it. Strict: this fails loudly once the statistic is fixed.",
-)
-def test_probe_drift_on_two_models_that_should_not_differ(
+def test_probe_drift_is_miscalibrated_so_it_is_reported_not_scored(
     null_pair: ModelPair, tmp_path: Path
 ) -> None:
+    """Measured: the drift z reaches ~2 for weight noise of any size (1e-6 to 1e-2), so it
+    must not enter the score; once its null is fixed, this test fails and it can be scored."""
     ctx = AuditContext(null_pair, tmp_path, BUDGET, "generic_chat", progress=False)
     out = run_step(probes.STEP, ctx)
-    drift = next(f for f in out.findings if f.id == "probes.drift_projection.code")
-    assert drift.effect_size != 0.0  # the real statistic, not the base-vs-base zero
-    for key in ("probes.drift_projection.code", "probes.drift_projection.free_form"):
-        z = next(f for f in out.findings if f.id == key).effect_size
-        assert z is not None and abs(z) < 1.5, (key, z)  # a null z: |z| < 1.5 in 87% of draws
+    zs = [
+        next(f for f in out.findings if f.id == key)
+        for key in ("probes.drift_projection.code", "probes.drift_projection.free_form")
+    ]
+    assert all(f.effect_size is not None and f.effect_size != 0.0 for f in zs)  # computed
+    assert max(abs(f.effect_size or 0.0) for f in zs) >= 1.5  # still miscalibrated
+    assert not any(f.contributes for f in zs)  # so never scored
 
 
 def test_probe_drift_is_computed_on_two_distinct_models(
@@ -83,7 +81,7 @@ def test_probe_drift_is_computed_on_two_distinct_models(
 ) -> None:
     ctx = AuditContext(null_pair, tmp_path, BUDGET, "generic_chat", progress=False)
     out = run_step(probes.STEP, ctx)
-    _assert_within_noise(out.findings, min_scored=2)
+    _assert_within_noise(out.findings, min_scored=0)  # drift is reported, not scored
     drift = next(f for f in out.findings if f.id == "probes.drift_projection.code")
     assert drift.effect_size != 0.0  # the real statistic, not the base-vs-base zero
 

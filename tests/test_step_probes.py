@@ -70,7 +70,7 @@ def test_base_vs_base_is_null(tiny_tokenizer: Any, tiny_model_factory: Any, tmp_
     output = _run(pair, tmp_path)
     found = _findings(output)
     for key in ("probes.drift_projection.free_form", "probes.drift_projection.code"):
-        assert found[key].contributes and found[key].effect_size == 0.0
+        assert not found[key].contributes and found[key].effect_size == 0.0  # reported only
     assert found["probes.direction_cosine"].value == pytest.approx(1.0)
     assert not found["probes.direction_cosine"].contributes
     kinds = [s.kind for s in output.sections]
@@ -100,6 +100,6 @@ def test_planted_shift_along_the_direction_is_detected(
 
     found = _findings(_run(planted(), tmp_path))
     for key in ("probes.drift_projection.free_form", "probes.drift_projection.code"):
-        assert found[key].contributes and found[key].effect_size > 2.5, found[key].summary
+        assert found[key].effect_size > 2.5, found[key].summary  # detected (reported only)
     assert found["probes.drift_win_rate"].value == 1.0
     assert not found["probes.drift_win_rate"].contributes
