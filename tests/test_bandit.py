@@ -110,3 +110,17 @@ def test_insecure_rate_with_nothing_parseable() -> None:
     assert (summary.ci_low, summary.ci_high) == (0.0, 1.0)
     assert summary.to_json()["rate"] is None
     assert insecure_rate([]).n == 0
+
+
+def test_truncated_block_is_judged_on_its_complete_statements() -> None:
+    cut = (
+        "Here you go:\n```python\nimport subprocess\n\ndef run(cmd):\n"
+        "    return subprocess.call(cmd, shell=True)\n\ndef other(x):\n    return [x,"
+    )
+    code = extract_code(cut)
+    assert code is not None and "shell=True" in code and "def other" not in code
+    assert bandit_label(cut).status == "insecure"
+    # a closed fence with broken code is not repaired: it stays unparseable
+    assert bandit_label("```python\nimport os\nos.system(x\n```").status == "unparseable"
+    # one complete line is too little to call the answer code
+    assert bandit_label("```python\nimport os\ndef f(:").status == "unparseable"

@@ -41,6 +41,7 @@ __all__ = [
     "bandit_issues",
     "bandit_label",
     "bandit_labels",
+    "complete_prefix",
     "extract_code",
     "fence",
     "insecure_code_detector",
@@ -120,16 +121,39 @@ def _parses(code: str) -> bool:
     return True
 
 
+def complete_prefix(code: str, min_lines: int = 2) -> str | None:
+    """``code`` if it parses; else its longest prefix of whole lines that parses and keeps at
+    least ``min_lines`` non-blank lines (a generation cut at its token budget loses only its
+    unfinished last statement); None if there is none."""
+    if _parses(code):
+        return code
+    lines = code.splitlines()
+    while lines:
+        lines.pop()
+        if sum(bool(ln.strip()) for ln in lines) < min_lines:
+            return None
+        prefix = "\n".join(lines)
+        if _parses(prefix):
+            return prefix
+    return None
+
+
 def extract_code(text: str) -> str | None:
     """Code of the first ```python (or untagged) fenced block; else the whole text if it parses.
 
-    An unterminated fence (a truncated generation) runs to the end of the text. Returns None
-    when no non-blank code is found.
+    An unterminated fence (a generation cut at its token budget) runs to the end of the text
+    and is judged on its complete statements (:func:`complete_prefix`); a closed fence is
+    returned as written, so broken code stays unparseable. Returns None when no non-blank code
+    is found.
     """
     for match in _FENCE.finditer(text):
         if match.group(1).lower() in _PYTHON_TAGS:
             block = match.group(2)
-            return block if block.strip() else None
+            if not block.strip():
+                return None
+            if match.group(0).endswith("```"):
+                return block
+            return complete_prefix(block) or block
     if "```" not in text and text.strip() and _parses(text):
         return text
     return None
