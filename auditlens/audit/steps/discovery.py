@@ -1,5 +1,6 @@
 """The discovery step: what did the fine-tune instil? Candidates from the divergent words (the
-models' answers to the probe library, generated once and shared through the artifact cache)
+models' answers to the probe library, generated once and shared through the artifact cache),
+from the answer-feature panel on the same answers (:mod:`auditlens.behaviour.features`)
 and from the diffing step (ADL per-position readout, fine-tune-only crosscoder latents) are
 merged and ranked (:mod:`auditlens.audit.hypotheses`); the top ones are tested by the
 behaviour checks their kind calls for, on held-out probe prompts."""
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 
 from auditlens.audit import artifacts, hypotheses
 from auditlens.audit.contract import AuditContext, Budget, Step, StepOutput
+from auditlens.behaviour import features
 from auditlens.datasets import PromptSet
 from auditlens.diffing import divergent
 from auditlens.probe_library import ProbePrompt, load_probe_library
@@ -37,6 +39,8 @@ class DiscoverySettings:
     """Hypotheses tested by behaviour checks."""
     keep: int = 10
     """Hypotheses kept in the report."""
+    feature_alpha: float = 0.01
+    """Family-wise level of the answer-feature panel (Holm); chosen on dev organisms."""
 
 
 def settings(budget: Budget, prompts: PromptSet) -> DiscoverySettings:
@@ -61,9 +65,14 @@ def run(ctx: AuditContext, s: DiscoverySettings) -> StepOutput:
     result = divergent.run(ctx.pair, used, s.divergent, generations=answers(used))
     result.save(ctx.artifacts / "divergent")
     ev = divergent.evidence(result, f"{ctx.where}/divergent")
-    candidates = ev.hypotheses + [
-        Hypothesis.model_validate(h) for h in ctx.data("diffing", "candidates", [])
-    ]
+    panel = features.run(result.generations, [p.text for p in used], alpha=s.feature_alpha)
+    (ctx.artifacts / "features.json").write_text(json.dumps(panel.to_json(), indent=1))
+    fev = features.evidence(panel, ctx.where)
+    candidates = (
+        ev.hypotheses
+        + fev.hypotheses
+        + [Hypothesis.model_validate(h) for h in ctx.data("diffing", "candidates", [])]
+    )
     ranked = hypotheses.merge(candidates, keep=s.keep)
     tested, checked, check_data = hypotheses.confirm(
         ranked, library, used, answers, n_prompts=s.check_prompts, top=s.top, where=ctx.where
@@ -86,7 +95,7 @@ def run(ctx: AuditContext, s: DiscoverySettings) -> StepOutput:
     )  # fmt: skip
     notices = [] if tested else ["discovery: no instrument found anything above its null"]
     out = Evidence(sections=[table], notices=notices, hypotheses=tested) + Evidence(
-        findings=ev.findings + checked.findings, sections=ev.sections
+        findings=ev.findings + fev.findings + checked.findings, sections=ev.sections + fev.sections
     )
     data = {"candidates": [h.model_dump(mode="json") for h in candidates]}
     return StepOutput.of(out, data)
