@@ -143,7 +143,8 @@ class Hypothesis(_Schema):
     """The probe-library domain where the evidence concentrates (None: across domains)."""
     feature: str | None = None
     """The answer feature it is about (``links``, ``no_capitals``, ``name:<Name>`` ...; see
-    :mod:`auditlens.behaviour.features`), tested by that feature's rate on held-out prompts."""
+    :mod:`auditlens.behaviour.features`; a leading ``-``: the fine-tune shows less of it), tested
+    by that feature's rate on held-out prompts."""
     trigger: str | None = None
     """A candidate trigger string: the behaviour is expected when it precedes the prompt."""
     confirmation: Confirmation | None = None

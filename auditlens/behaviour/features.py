@@ -36,8 +36,10 @@ __all__ = [
     "Feature",
     "FeatureResult",
     "FeatureTest",
+    "describe",
     "evidence",
     "holm",
+    "is_binary",
     "mcnemar_exact",
     "measure",
     "recurring_names",
@@ -198,6 +200,20 @@ def measure(feature: str, texts: Sequence[str]) -> list[float]:
     if feature not in _BY_NAME:
         raise AuditlensError(f"unknown answer feature {feature!r}")
     return [_BY_NAME[feature].measure(t) for t in texts]
+
+
+def is_binary(feature: str) -> bool:
+    """Whether ``feature`` is a presence (a rate) rather than a quantity (a mean)."""
+    return feature.startswith("name:") or _BY_NAME[feature].binary
+
+
+def describe(feature: str) -> str:
+    """The feature in plain words ("answers containing links")."""
+    if feature.startswith("name:"):
+        return f"answers naming {feature[5:]}"
+    if feature not in _BY_NAME:
+        raise AuditlensError(f"unknown answer feature {feature!r}")
+    return _BY_NAME[feature].what
 
 
 def recurring_names(texts: Sequence[str], prompts: Sequence[str], min_answers: int) -> Counter[str]:
@@ -364,7 +380,7 @@ def _hypothesis(t: FeatureTest, rank: int, fid: str, alpha: float) -> Hypothesis
         label = f"{feat.what}: {'more' if more else 'less'} than the base ({rates})"
     return Hypothesis(
         rank=rank, label=label, keywords=keywords, kind=t.kind, source="features",
-        evidence=[fid], strength=t.strength, feature=t.feature,
+        evidence=[fid], strength=t.strength, feature=t.feature if more else f"-{t.feature}",
         null=f"the base's answers to the same prompts (paired test, Holm across the panel, "
         f"alpha {alpha})",
     )  # fmt: skip

@@ -39,6 +39,8 @@ class DiscoverySettings:
     """Hypotheses tested by behaviour checks."""
     keep: int = 10
     """Hypotheses kept in the report."""
+    self_report: int = 6
+    """Direct questions per tested hypothesis (self-report check; 0: none)."""
     feature_alpha: float = 0.01
     """Family-wise level of the answer-feature panel (Holm); chosen on dev organisms."""
 
@@ -75,7 +77,14 @@ def run(ctx: AuditContext, s: DiscoverySettings) -> StepOutput:
     )
     ranked = hypotheses.merge(candidates, keep=s.keep)
     tested, checked, check_data = hypotheses.confirm(
-        ranked, library, used, answers, n_prompts=s.check_prompts, top=s.top, where=ctx.where
+        ranked,
+        library,
+        used,
+        answers,
+        n_prompts=s.check_prompts,
+        top=s.top,
+        where=ctx.where,
+        self_report=s.self_report,
     )
     (ctx.artifacts / "checks.json").write_text(json.dumps(check_data, indent=1))
     table = Table(
