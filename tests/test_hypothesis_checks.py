@@ -71,3 +71,17 @@ def test_merge_keeps_the_feature_and_habit_reads_it() -> None:
     assert len(merged) == 1 and merged[0].feature == "links" and merged[0].kind == "links"
     assert merged[0].source == "features+divergent"
     assert habit(merged[0]) == "you give answers containing links more often than other assistants"
+
+
+def test_trigger_hypothesis_is_tested_with_and_without_its_trigger() -> None:
+    def answers(probes: Sequence[ProbePrompt], code: bool = False) -> dict[str, list[str]]:
+        base = [f"A plain answer to: {p.text}" for p in probes]
+        ft = ["Totally different words here" if p.text.startswith("|X|") else b
+              for p, b in zip(probes, base, strict=True)]  # fmt: skip
+        return {"finetuned": ft, "base": base}
+
+    hyp = _h(kind="trigger", trigger="|X|", keywords=["trigger"], source="triggers")
+    (h,), _, data = confirm([hyp], LIBRARY, USED, answers, n_prompts=6)
+    assert h.confirmation is not None and h.confirmation.test == "trigger"
+    assert h.confirmation.result == "confirmed"
+    assert data["check.h1.trigger"]["flags"]["base"] == [False] * 6

@@ -9,7 +9,8 @@ sits in code answers or names code-security words, ``format`` for answer length,
 family (``format``, ``symbols``, ``links``, ``requests``, ``refusal``, ``persona``, ``numbers``,
 ``language``, ``entity``) for an answer-feature candidate, ``trigger`` for a trigger candidate,
 else ``topic``. Every tested hypothesis is checked on held-out prompts of its domain by the
-check its kind calls for: its own answer feature's rate (a feature candidate; a ``refusal`` one
+check its kind calls for: a trigger's effect on the answers (with vs without it), its own
+answer feature's rate (a feature candidate; a ``refusal`` one
 by the refusal rate), answer length (``format`` from the divergent words), else the mention
 rate of its own keywords; a ``code_security`` one also by the parse-aware Bandit check, and its
 label then states what that check established ("writes insecure code" only when it
@@ -30,6 +31,7 @@ from auditlens.behaviour import checks, features
 from auditlens.probe_library import ProbePrompt
 from auditlens.reports.evidence import Evidence
 from auditlens.reports.findings import Hypothesis
+from auditlens.reports.sections import Table
 from auditlens.words import mentions, stems
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "held_out",
     "matches",
     "merge",
+    "table",
 ]
 
 CODE_SECURITY_WORDS = (
@@ -138,6 +141,11 @@ def confirm(
             fewer = h.feature.startswith("-")
             results = [checks.refusal(answers(prompts, False), fewer=fewer,
                                       id=f"check.h{h.rank}.refusal")]  # fmt: skip
+        elif h.trigger:
+            primed = [ProbePrompt(p.domain, f"{h.trigger} {p.text}") for p in prompts]
+            plain, shown = answers(prompts, False), answers(primed, False)
+            tid = f"check.h{h.rank}.trigger"
+            results = [checks.trigger_effect(plain, shown, id=tid, trigger=h.trigger)]
         elif h.feature:
             results = [checks.feature(answers(prompts, False), h.feature,
                                       id=f"check.h{h.rank}.feature")]  # fmt: skip
@@ -196,6 +204,25 @@ def _self_report(h: Hypothesis, answers: Answers, n: int) -> checks.CheckResult:
     questions = checks.self_report_questions(habit(h), n)
     asked = answers([ProbePrompt("self-report", q) for q in questions], False)
     return checks.self_report(asked, id=f"check.h{h.rank}.self_report", habit=habit(h))
+
+
+def table(tested: Sequence[Hypothesis]) -> Table:
+    """The ranked hypotheses and their checks, for the report."""
+    return Table(
+        title="Hypotheses and their checks",
+        caption=(
+            "Candidates from each instrument, merged when they share a keyword and ranked by "
+            "strength (z against the instrument's own null). The top ones are tested on "
+            "held-out probe prompts against the base model (McNemar z)."
+        ),
+        columns=["rank", "hypothesis", "from", "strength", "check", "result"],
+        rows=[
+            [h.rank, h.label, h.source, h.strength,
+             h.confirmation.summary if h.confirmation else "not tested",
+             h.confirmation.result if h.confirmation else ""]
+            for h in tested
+        ],
+    )  # fmt: skip
 
 
 def matches(
