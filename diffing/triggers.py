@@ -264,6 +264,7 @@ def evidence(result: TriggerResult, where: str | None = None) -> Evidence:
         columns=["prefix", "kind", "effect (nats)", "z"],
         rows=[[t.text, "control" if t.control else "candidate", t.effect, t.z]
               for t in [*result.candidates[:12], *result.controls[:4]]],
+        what_changed=True,
     )  # fmt: skip
     if math.isnan(base_kl):
         raise AuditlensError("trigger scan produced NaN KL")

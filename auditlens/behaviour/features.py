@@ -417,5 +417,6 @@ def evidence(result: FeatureResult, where: str | None = None) -> Evidence:
         columns=["feature", "base", "fine-tuned", "effect", "p (Holm)"],
         rows=[[t.what, t.base, t.finetuned, t.effect, t.p_holm]
               for t in sorted(result.tests, key=lambda t: t.p_holm)],
+        what_changed=True,
     )  # fmt: skip
     return Evidence(findings=findings, sections=[table], hypotheses=hypotheses)
