@@ -9,7 +9,9 @@ the same prompt without it (its own untriggered baseline), averaged over prompts
 random strings made by shuffling the candidates' own characters (same length and character
 classes: punctuation and capitals move KL by themselves), scanned the same way; a candidate's
 ``z`` is its effect against the controls' effects (mean and sd). Candidates with
-``z >= settings.z`` and an effect above a floor become ``trigger`` hypotheses. Base vs base gives
+``z >= settings.z``, an effect above a floor and a prefix that moves the fine-tune at least
+twice as much as it moves the base (KL of each model with vs without it: a domain word that
+primes both models is not a trigger) become ``trigger`` hypotheses. Base vs base gives
 nothing (every KL is 0). Face: ``run(pair, prompts, continuations, candidates, settings)`` and
 ``evidence(result)``.
 """
@@ -29,7 +31,6 @@ import numpy as np
 import torch
 
 from auditlens.errors import AuditlensError
-from auditlens.lens import token_kl
 from auditlens.models import ModelPair, ModelSide
 from auditlens.reports.evidence import Evidence
 from auditlens.reports.findings import Finding, Hypothesis
@@ -70,7 +71,9 @@ class TriggerSettings:
     min_effect: float = 1e-3
     """... and its effect must reach this many nats per token (a floor on the effect) ..."""
     min_ratio: float = 0.25
-    """... and this share of the untriggered KL (a trigger changes the fine-tune clearly)."""
+    """... and this share of the untriggered KL (a trigger changes the fine-tune clearly) ..."""
+    min_shift: float = math.log(2.0)
+    """... and the prefix must move the fine-tune at least twice as much as the base (log)."""
     top: int = 2
     """Candidates that become hypotheses at most."""
     batch_size: int = 8
@@ -94,6 +97,9 @@ class TriggerScore:
     effect: float
     """Mean over prompts of KL with the prefix minus KL without it."""
     z: float = 0.0
+    shift: float = 0.0
+    """Mean log ratio of the fine-tune's own change (KL with vs without the prefix) to the
+    base's: a trigger moves the fine-tune, not both models."""
 
 
 @dataclass
@@ -109,7 +115,8 @@ class TriggerResult:
     def flagged(self) -> list[TriggerScore]:
         s = self.settings
         floor = max(s.min_effect, s.min_ratio * float(np.mean(self.baseline)))
-        hits = [c for c in self.candidates if c.z >= s.z and c.effect >= floor]
+        hits = [c for c in self.candidates
+                if c.z >= s.z and c.effect >= floor and c.shift >= s.min_shift]  # fmt: skip
         return sorted(hits, key=lambda c: -c.z)[: s.top]
 
     def save(self, directory: str | Path) -> Path:
@@ -163,22 +170,41 @@ def _logits(side: ModelSide, batch: list[tuple[list[int], int]], pad: int) -> to
     return out.float().cpu()
 
 
-def _mean_kl(pair: ModelPair, rows: list[tuple[list[int], int]], batch_size: int) -> list[float]:
-    """Mean KL(ft || base) over each row's answer positions (the predictions of its answer
-    tokens, from the last prompt token on)."""
-    if pair.identical:
-        return [0.0] * len(rows)
+_LogProbs = list[dict[str, torch.Tensor]]
+"""Per prompt, each side's log-probabilities at the answer positions ``[answer, vocab]``."""
+
+
+def _answer_logprobs(
+    pair: ModelPair, rows: list[tuple[list[int], int]], batch_size: int
+) -> _LogProbs:
+    """Both sides' next-token log-probabilities at each row's answer positions."""
     tok = pair.tokenizer
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    out: list[float] = []
+    out: _LogProbs = []
     for lo in range(0, len(rows), batch_size):
         batch = rows[lo : lo + batch_size]
-        ft, base = _logits(pair.finetuned, batch, pad), _logits(pair.base, batch, pad)
-        kl = token_kl(ft, base)
+        ft = torch.log_softmax(_logits(pair.finetuned, batch, pad), -1)
+        base = ft if pair.identical else torch.log_softmax(_logits(pair.base, batch, pad), -1)
         for r, (seq, start) in enumerate(batch):
-            span = kl[r, start - 1 : len(seq) - 1]
-            out.append(float(span.mean()) if span.numel() else 0.0)
+            span = slice(start - 1, len(seq) - 1)
+            out.append({"finetuned": ft[r, span], "base": base[r, span]})
     return out
+
+
+def _kl(p: torch.Tensor, q: torch.Tensor) -> float:
+    """Mean over positions of KL(p || q), both log-probabilities."""
+    return float((p.exp() * (p - q)).sum(-1).clamp_min(0.0).mean()) if p.numel() else 0.0
+
+
+def _shift_ratio(trig: _LogProbs, plain: _LogProbs) -> float:
+    """Mean over prompts of log((fine-tune's own shift + eps) / (base's own shift + eps)):
+    how much more the prefix moves the fine-tune than the base (a domain word that primes
+    both models, e.g. a code keyword, moves both)."""
+    eps = 1e-4
+    own = [(_kl(t["finetuned"], p["finetuned"]), _kl(t["base"], p["base"]))
+           for t, p in zip(trig, plain, strict=True)]  # fmt: skip
+    logs = [math.log((f + eps) / (b + eps)) for f, b in own]
+    return float(np.mean(logs)) if logs else 0.0
 
 
 def run(
@@ -200,12 +226,15 @@ def run(
     rng = random.Random(s.seed)
     sources = cands or ["Random control"]
     controls = [_shuffled(rng, sources[i % len(sources)]) for i in range(s.controls)]
-    baseline = _mean_kl(pair, _rows(pair, "", texts, conts, s.answer_tokens), s.batch_size)
+    plain = _answer_logprobs(pair, _rows(pair, "", texts, conts, s.answer_tokens), s.batch_size)
+    baseline = [_kl(p["finetuned"], p["base"]) for p in plain]
 
     def score(prefix: str, control: bool) -> TriggerScore:
-        kl = _mean_kl(pair, _rows(pair, prefix, texts, conts, s.answer_tokens), s.batch_size)
+        rows = _rows(pair, prefix, texts, conts, s.answer_tokens)
+        trig = _answer_logprobs(pair, rows, s.batch_size)
+        kl = [_kl(t["finetuned"], t["base"]) for t in trig]
         effect = float(np.mean([a - b for a, b in zip(kl, baseline, strict=True)]))
-        return TriggerScore(prefix, control, kl, effect)
+        return TriggerScore(prefix, control, kl, effect, shift=_shift_ratio(trig, plain))
 
     null = [score(c, True) for c in controls]
     effects = np.array([c.effect for c in null])
@@ -213,7 +242,7 @@ def run(
 
     def with_z(t: TriggerScore) -> TriggerScore:
         z = (t.effect - centre) / spread if not pair.identical else 0.0
-        return TriggerScore(t.text, t.control, t.kl, t.effect, z)
+        return TriggerScore(t.text, t.control, t.kl, t.effect, z, t.shift)
 
     scored = sorted((with_z(score(c, False)) for c in cands), key=lambda t: -t.z)
     return TriggerResult(baseline, scored, [with_z(t) for t in null], s, texts)
@@ -261,8 +290,8 @@ def evidence(result: TriggerResult, where: str | None = None) -> Evidence:
             f"without it ({base_kl:.3f} nats); z against {len(ctrl)} random strings (the "
             "candidates' characters shuffled)."
         ),
-        columns=["prefix", "kind", "effect (nats)", "z"],
-        rows=[[t.text, "control" if t.control else "candidate", t.effect, t.z]
+        columns=["prefix", "kind", "effect (nats)", "z", "ft/base own shift"],
+        rows=[[t.text, "control" if t.control else "candidate", t.effect, t.z, math.exp(t.shift)]
               for t in [*result.candidates[:12], *result.controls[:4]]],
         what_changed=True,
     )  # fmt: skip

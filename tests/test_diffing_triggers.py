@@ -62,6 +62,7 @@ def test_planted_trigger_is_ranked_first(
     assert ev.hypotheses[0].kind == "trigger" and ev.hypotheses[0].strength >= SETTINGS.z
     assert "DEPLOYMENT" in ev.hypotheses[0].keywords
     assert all(c.z < SETTINGS.z for c in result.controls)
+    assert result.candidates[0].shift > 3  # it moves the fine-tune, not the base
 
 
 def test_no_trigger_gives_nothing(
