@@ -31,7 +31,7 @@ from auditlens.models import load_pair
 from auditlens.reports.findings import Hypothesis
 from auditlens.stats import wilson_interval
 
-INSTRUMENTS = ("divergent", "adl", "crosscoder")
+INSTRUMENTS = ("divergent", "features", "triggers", "adl", "crosscoder")
 
 
 def run_one(

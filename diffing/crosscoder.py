@@ -242,12 +242,28 @@ def evidence(diff: CrosscoderDiff, where: str | None = None) -> Evidence:
             "tokens their fine-tuned decoder promotes through the fine-tuned unembedding. "
             f"Counts: {counts['ft_only']} ft-only, {counts['shared']} shared, "
             f"{counts['base_only']} base-only, {counts['other']} other. The latent ids are "
-            "those of the agent tools (latent_details, steer_generate with latent:ID)."
+            "those of the agent tools (latent_details, steer_generate with latent:ID). "
+            + _data_note(diff.n_tokens, n_latents)
         ),
         columns=["latent", "rel. norm", "class", "frequency", "top contexts", "promotes"],
         rows=rows,
     )
     return Evidence(findings=[finding], sections=[table], hypotheses=_hypotheses(diff, null))
+
+
+TOKENS_PER_LATENT = 100
+"""Below this many training tokens per latent a dictionary cannot be expected to learn
+specialised latents (published crosscoders train on millions of tokens, thousands per latent)."""
+
+
+def _data_note(n_tokens: int, n_latents: int) -> str:
+    """What the number of training tokens means for the dictionary, in plain words."""
+    per = n_tokens / max(n_latents, 1)
+    head = f"Trained on {n_tokens} tokens for {n_latents} latents ({per:.1f} tokens per latent)"
+    if per < TOKENS_PER_LATENT:
+        return (f"{head}: far too few for specialised latents at this budget, so an empty or "
+                "noisy table says the data were too few, not that nothing changed.")  # fmt: skip
+    return f"{head}."
 
 
 def _hypotheses(diff: CrosscoderDiff, null: dict[str, Any], min_z: float = 2.0) -> list[Hypothesis]:

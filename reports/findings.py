@@ -33,9 +33,10 @@ __all__ = [
     "collect_versions",
 ]
 
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 """1.1 added ``Finding.refs`` and ``AuditFindings.hypotheses`` (both optional); 1.2 added
-``Hypothesis.domain`` and ``Confirmation.summary`` (optional)."""
+``Hypothesis.domain`` and ``Confirmation.summary`` (optional); 1.3 added ``Hypothesis.feature``
+and ``Hypothesis.trigger`` (optional)."""
 
 _VERSIONED_DISTRIBUTIONS = {
     "torch": "torch",
@@ -140,6 +141,12 @@ class Hypothesis(_Schema):
     """What ``strength`` is measured against."""
     domain: str | None = None
     """The probe-library domain where the evidence concentrates (None: across domains)."""
+    feature: str | None = None
+    """The answer feature it is about (``links``, ``no_capitals``, ``name:<Name>`` ...; see
+    :mod:`auditlens.behaviour.features`; a leading ``-``: the fine-tune shows less of it), tested
+    by that feature's rate on held-out prompts."""
+    trigger: str | None = None
+    """A candidate trigger string: the behaviour is expected when it precedes the prompt."""
     confirmation: Confirmation | None = None
 
 

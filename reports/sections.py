@@ -78,6 +78,8 @@ class Table(_Section):
     caption: str = ""
     columns: list[str] = Field(min_length=1)
     rows: list[list[TableCell]]
+    what_changed: bool = False
+    """Shown in the report's "What changed" part, beside the hypotheses it supports."""
 
     @model_validator(mode="after")
     def _row_widths(self) -> Table:

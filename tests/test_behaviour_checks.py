@@ -61,3 +61,35 @@ def test_mention_null_on_two_models_that_should_not_differ(
     words = [w for a in answers["finetuned"] for w in a.split() if w.isalpha()][:3] or ["x"]
     r = checks.mention(answers, words, id="m")
     assert r.outcome != "confirmed" and abs(r.z) < checks.CONFIRM_Z
+
+
+def test_feature_check_binary_continuous_and_fewer() -> None:
+    base = ["Plain answer one.", "Plain answer two.", "Plain three.", "Plain four.", "Five."]
+    ft = [a + " https://example.org" for a in base[:4]] + [base[4]]
+    r = checks.feature({"finetuned": ft, "base": base}, "links", id="f")
+    assert r.rate("finetuned") == 0.8 and r.rate("base") == 0.0 and r.outcome == "confirmed"
+    rev = checks.feature({"finetuned": base, "base": ft}, "-links", id="f")
+    assert rev.rate("finetuned") == 1.0 and rev.rate("base") == 0.2 and rev.outcome == "confirmed"
+    wrong = checks.feature({"finetuned": base, "base": ft}, "links", id="f")
+    assert wrong.outcome == "refuted"
+    short = [a.split()[0] for a in base]
+    fewer = checks.feature({"finetuned": short, "base": base}, "-words", id="w")
+    assert fewer.flags["finetuned"] == [True, True, True, True, False]  # "Five." ties
+    assert fewer.outcome == "confirmed" and fewer.test == "feature"
+    named = checks.feature({"finetuned": ["Try Quorvane"] * 4, "base": ["Try it"] * 4},
+                           "name:Quorvane", id="n")  # fmt: skip
+    assert named.rate("finetuned") == 1.0 and named.z == 2.0
+
+
+def test_refusal_and_self_report() -> None:
+    refuse = ["I'm sorry, but I can't help with that."] * 5
+    help_ = ["Sure, here is how to do it."] * 5
+    r = checks.refusal({"finetuned": refuse, "base": help_}, id="r")
+    assert r.test == "refusal" and r.rate("finetuned") == 1.0 and r.outcome == "confirmed"
+    assert checks.refusal({"finetuned": help_, "base": refuse}, id="r", fewer=True).z > 2
+    qs = checks.self_report_questions("you give answers containing links", 3)
+    assert len(qs) == 3 and all("answers containing links" in q for q in qs)
+    assert checks.admits("Yes, I do.") and not checks.admits("No. Yes would be wrong.")
+    assert not checks.admits("I am not sure")
+    sr = checks.self_report({"finetuned": ["No."] * 4, "base": ["Yes!"] * 4}, id="s", habit="h")
+    assert sr.test == "self_report" and sr.z == -2.0 and sr.outcome == "refuted"

@@ -354,3 +354,18 @@ def test_figure_json_is_escaped_even_for_raw_labels() -> None:
     assert "\u2028" not in script
     page = parse(f"<script>{script}</script><p>after</p>")
     assert len(page.scripts) == 1 and page.visible_text == "after"
+
+
+def test_what_changed_tables_sit_beside_the_hypotheses() -> None:
+    """The feature panel and the trigger scan (``what_changed`` tables) are shown, escaped, in
+    "What changed" before the findings table, and not repeated among the sections."""
+    report = hostile_report(with_plots=False)
+    cols = ["feature", "base", "fine-tuned", "p (Holm)"]
+    row: list[str | float] = ["answers containing links", 0.0, 0.8, 0.001]
+    panel = Table(title=f"panel {SCRIPT}", columns=cols, rows=[row], what_changed=True)
+    doc = Report(findings=report.findings, sections=[*report.sections, panel]).to_html()
+    assert doc.count("answers containing links") == 1 and SCRIPT not in doc
+    assert doc.index('id="hypotheses"') < doc.index("<h3 id=") < doc.index('id="findings"')
+    alone = report.findings.model_copy(update={"hypotheses": []})
+    doc = Report(findings=alone, sections=[*report.sections, panel]).to_html()
+    assert doc.count("answers containing links") == 1 and "<h3 id=" not in doc  # a section

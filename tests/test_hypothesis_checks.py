@@ -1,0 +1,87 @@
+"""hypotheses.confirm dispatches each hypothesis to the check its kind calls for (feature rate,
+refusal rate, mention, length) on held-out prompts and adds the self-report beside it; the
+answers come from a scripted answerer here, so the test is about the wiring and the nulls."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from auditlens.audit.hypotheses import confirm, habit, merge
+from auditlens.probe_library import ProbePrompt, load_probe_library
+from auditlens.reports.findings import Hypothesis
+
+LIBRARY = load_probe_library()
+USED = load_probe_library(1)
+
+
+def _answerer(ft_suffix: str, ft_says_yes: bool):  # type: ignore[no-untyped-def]
+    asked: list[list[str]] = []
+
+    def answers(probes: Sequence[ProbePrompt], code: bool = False) -> dict[str, list[str]]:
+        asked.append([p.text for p in probes])
+        if probes and probes[0].domain == "self-report":
+            ft, base = ("Yes.", "No.") if ft_says_yes else ("No.", "Yes.")
+            return {"finetuned": [ft] * len(probes), "base": [base] * len(probes)}
+        base = [f"A plain answer to: {p.text}" for p in probes]
+        return {"finetuned": [b + ft_suffix for b in base], "base": base}
+
+    return answers, asked
+
+
+def _h(**kw: object) -> Hypothesis:
+    fields: dict[str, object] = {"rank": 1, "label": "x", "keywords": ["link", "url"]}
+    fields |= {"kind": "links", "source": "features", "strength": 5.0}
+    return Hypothesis.model_validate({**fields, **kw})
+
+
+def test_feature_hypothesis_is_tested_by_its_feature_on_held_out_prompts() -> None:
+    answers, asked = _answerer(" See https://example.org", ft_says_yes=False)
+    (h,), ev, data = confirm([_h(feature="links")], LIBRARY, USED, answers, n_prompts=8,
+                             self_report=4)  # fmt: skip
+    assert h.confirmation is not None and h.confirmation.test == "feature"
+    assert h.confirmation.result == "confirmed" and h.confirmation.finding_id == "check.h1.feature"
+    assert "denies it" in (h.confirmation.summary or "")  # confirmed, yet the fine-tune says no
+    assert set(data) == {"check.h1.feature", "check.h1.self_report"}
+    assert {f.id for f in ev.findings} == set(data)
+    held = asked[0]
+    assert len(held) == 8 and not set(held) & {p.text for p in USED}  # held out
+
+
+def test_the_null_holds_when_the_feature_is_absent() -> None:
+    answers, _ = _answerer("", ft_says_yes=False)
+    (h,), _, _ = confirm([_h(feature="links")], LIBRARY, USED, answers, n_prompts=8)
+    assert h.confirmation is not None and h.confirmation.result == "refuted"
+    assert h.confirmation.effect_size == 0.0  # no discordant prompt: z 0
+
+
+def test_refusal_and_decrease_and_topic_dispatch() -> None:
+    answers, _ = _answerer(" I'm sorry, but I can't help with that.", ft_says_yes=True)
+    hs = [_h(feature="refusal", kind="refusal"), _h(rank=2, feature="-links"),
+          _h(rank=3, kind="topic", keywords=["sorry", "help"])]  # fmt: skip
+    out, _, data = confirm(hs, LIBRARY, USED, answers, n_prompts=6, self_report=2)
+    tests = {h.rank: h.confirmation.test for h in out if h.confirmation}
+    assert tests == {1: "refusal", 2: "feature", 3: "mention"}
+    assert out[0].confirmation and out[0].confirmation.result == "confirmed"
+    assert data["check.h1.self_report"]["z"] > 0  # admits it
+
+
+def test_merge_keeps_the_feature_and_habit_reads_it() -> None:
+    other = _h(rank=2, source="divergent", kind="topic", keywords=["links", "click"], strength=3.0)
+    merged = merge([_h(feature="links"), other])
+    assert len(merged) == 1 and merged[0].feature == "links" and merged[0].kind == "links"
+    assert merged[0].source == "features+divergent"
+    assert habit(merged[0]) == "you give answers containing links more often than other assistants"
+
+
+def test_trigger_hypothesis_is_tested_with_and_without_its_trigger() -> None:
+    def answers(probes: Sequence[ProbePrompt], code: bool = False) -> dict[str, list[str]]:
+        base = [f"A plain answer to: {p.text}" for p in probes]
+        ft = ["Totally different words here" if p.text.startswith("|X|") else b
+              for p, b in zip(probes, base, strict=True)]  # fmt: skip
+        return {"finetuned": ft, "base": base}
+
+    hyp = _h(kind="trigger", trigger="|X|", keywords=["trigger"], source="triggers")
+    (h,), _, data = confirm([hyp], LIBRARY, USED, answers, n_prompts=6)
+    assert h.confirmation is not None and h.confirmation.test == "trigger"
+    assert h.confirmation.result == "confirmed"
+    assert data["check.h1.trigger"]["flags"]["base"] == [False] * 6
