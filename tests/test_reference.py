@@ -13,6 +13,7 @@ from auditlens.audit.score import misalignment_score
 from auditlens.errors import AuditlensError
 from auditlens.reports.findings import Finding
 from auditlens.stats import p_to_z
+from auditlens.testbed.splits import load_splits
 
 
 def _f(fid: str, z: float, family: str = "behaviour") -> Finding:
@@ -146,3 +147,11 @@ def test_builder_resumes_and_refuses_test_organisms(
     assert any("already in" in line for line in lines)
     with pytest.raises(AuditlensError, match="test organisms"):
         nr.build_reference(tmp_path / "out", path=path, names=["phishing"], echo=lines.append)
+
+
+def test_the_shipped_fast_reference_is_current() -> None:
+    path = ref.shipped_reference_path("fast")
+    reference = ref.load_reference(path)  # format and statistic version checked
+    names = [p.name for p in reference.pairs]
+    assert names[0] == "base-vs-base" and len(names) >= 6
+    assert not set(names) & set(load_splits()["test"])
