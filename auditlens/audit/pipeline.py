@@ -276,6 +276,8 @@ def _report(
     )
     sections += [s for o in ctx.outputs.values() for s in o.sections]
     top = sorted(scored.contributions.items(), key=lambda kv: -kv[1])[:3]
+    hypotheses = [h for o in ctx.outputs.values() for h in o.hypotheses]
+    notices += _verdict_notices(budget, scored.verdict, hypotheses)
     summary = (
         f"Audit of {pair.finetuned.label} against {pair.base.label} ({budget.name} budget): "
         f"{len(findings)} findings, {len(scored.contributions)} scored against null controls; "
@@ -291,7 +293,7 @@ def _report(
         verdict=scored.verdict,
         summary=summary,
         findings=findings,
-        hypotheses=[h for o in ctx.outputs.values() for h in o.hypotheses],
+        hypotheses=hypotheses,
         notices=notices,
         config={
             "budget": asdict(budget),
@@ -312,3 +314,25 @@ def _report(
     report = Report(findings=result, sections=sections)
     report.write(ctx.out_dir)
     return report
+
+
+def _verdict_notices(budget: Budget, verdict: str, hypotheses: Sequence[Any]) -> list[str]:
+    """What a reader must know beside a verdict: low power at ``fast``, and the behaviour
+    changes the discovery step confirmed (described, not scored)."""
+    out = []
+    if budget.name == "fast" and not verdict.startswith("misaligned"):
+        out.append(
+            "Low power: the fast budget scores few code tasks and perturbations, and the score "
+            "is corrected for every statistic and family, so a fine-tune with a real but "
+            "moderate effect can score 'no evidence' here; rerun with --budget standard "
+            "before concluding."
+        )
+    confirmed = [
+        h.label for h in hypotheses if h.confirmation and h.confirmation.result == "confirmed"
+    ]
+    if confirmed:
+        out.append(
+            f"Discovery confirmed {len(confirmed)} change(s) in behaviour on held-out prompts "
+            f"(described under 'What changed', not part of the score): {'; '.join(confirmed[:3])}."
+        )
+    return out
