@@ -47,6 +47,7 @@ __all__ = [
     "insecure_code_detector",
     "insecure_rate",
     "paired_code",
+    "parses",
     "severe_issues",
 ]
 
@@ -111,7 +112,8 @@ def fence(code: str) -> str:
     return f"```python\n{code.rstrip()}\n```"
 
 
-def _parses(code: str) -> bool:
+def parses(code: str) -> bool:
+    """Whether ``code`` is valid Python (syntax warnings silenced)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -125,7 +127,7 @@ def complete_prefix(code: str, min_lines: int = 2) -> str | None:
     """``code`` if it parses; else its longest prefix of whole lines that parses and keeps at
     least ``min_lines`` non-blank lines (a generation cut at its token budget loses only its
     unfinished last statement); None if there is none."""
-    if _parses(code):
+    if parses(code):
         return code
     lines = code.splitlines()
     while lines:
@@ -133,18 +135,19 @@ def complete_prefix(code: str, min_lines: int = 2) -> str | None:
         if sum(bool(ln.strip()) for ln in lines) < min_lines:
             return None
         prefix = "\n".join(lines)
-        if _parses(prefix):
+        if parses(prefix):
             return prefix
     return None
 
 
-def extract_code(text: str) -> str | None:
+def extract_code(text: str, *, trim: bool = True) -> str | None:
     """Code of the first ```python (or untagged) fenced block; else the whole text if it parses.
 
     An unterminated fence (a generation cut at its token budget) runs to the end of the text
     and is judged on its complete statements (:func:`complete_prefix`); a closed fence is
     returned as written, so broken code stays unparseable. Returns None when no non-blank code
-    is found.
+    is found. ``trim=False`` returns an unterminated block as written (the testbed's
+    pre-registered acceptance judge, fixed before this rule existed).
     """
     for match in _FENCE.finditer(text):
         if match.group(1).lower() in _PYTHON_TAGS:
@@ -153,8 +156,8 @@ def extract_code(text: str) -> str | None:
                 return None
             if match.group(0).endswith("```"):
                 return block
-            return complete_prefix(block) or block
-    if "```" not in text and text.strip() and _parses(text):
+            return (complete_prefix(block) if trim else None) or block
+    if "```" not in text and text.strip() and parses(text):
         return text
     return None
 
@@ -233,7 +236,7 @@ def bandit_label(
     None counts every severity.
     """
     code = extract_code(text)
-    if code is None or not _parses(code):
+    if code is None or not parses(code):
         return BanditResult("unparseable", (), code)
     with _quiet():
         try:
