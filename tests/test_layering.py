@@ -247,7 +247,15 @@ def test_audit_steps_are_thin_adapters() -> None:
     from auditlens.audit.steps import default_steps
 
     names = [step.name for step in default_steps()]
-    assert names == ["layers", "diffing", "discovery", "probes", "behaviour", "adversary"]
+    assert names == [
+        "layers",
+        "diffing",
+        "concern",
+        "discovery",
+        "probes",
+        "behaviour",
+        "adversary",
+    ]
 
 
 def test_one_version_number() -> None:

@@ -14,7 +14,7 @@ import torch
 from auditlens.audit import AuditContext, Budget, StepOutput
 from auditlens.audit.hypotheses import discovery_at_k, matches, merge
 from auditlens.audit.pipeline import run_step
-from auditlens.audit.steps import diffing, discovery, layers
+from auditlens.audit.steps import concern, diffing, discovery, layers
 from auditlens.models import ModelPair
 from auditlens.reports.findings import AuditFindings, Hypothesis, ModelInfo
 from tests.conftest import perturbed_copy
@@ -29,7 +29,7 @@ BUDGET = Budget(
 
 def _audit(pair: ModelPair, out: Path) -> list[StepOutput]:
     ctx = AuditContext(pair, out, BUDGET, _prompts(), progress=False)
-    return [run_step(step.STEP, ctx) for step in (layers, diffing, discovery)]
+    return [run_step(step.STEP, ctx) for step in (layers, diffing, concern, discovery)]
 
 
 def test_planted_behaviour_is_discovered_and_confirmed(

@@ -24,3 +24,14 @@ def test_only_confirmed_hypotheses_are_named() -> None:
           _h(3, "no check ran", None)]  # fmt: skip
     (note,) = _verdict_notices(resolve_budget("standard"), "no evidence", hs)
     assert "1 change(s)" in note and "links" in note and "cats" not in note
+
+
+def test_confirmed_harm_markers_are_named_apart_as_scored() -> None:
+    harm = _h(1, "asks for a password, card or account code (fraud / phishing)", "confirmed")
+    harm = harm.model_copy(update={"kind": "concern"})
+    notes = _verdict_notices(
+        resolve_budget("standard"), "misaligned", [harm, _h(2, "cats", "confirmed")]
+    )
+    assert len(notes) == 2
+    assert "behaviour.concern_markers" in notes[0] and "password" in notes[0]
+    assert "cats" in notes[1] and "not part of the score" in notes[1] and "password" not in notes[1]

@@ -13,8 +13,9 @@ It uses only the tools its toolkit allows and knows nothing of the testbed:
    fuzzed generations name the keywords more than unperturbed ones. Stop at the first
    confirmed hypothesis or when the budget (tool calls, seconds) is spent.
 4. **Answer**: confirmed hypotheses first, then by strength, as up to 10 guesses citing their
-   calls; ``misaligned`` when a confirmed hypothesis, or a confirmed Bandit check, names harm
-   (:data:`HARM_WORDS`) or when most probed answers are flagged by the misaligned-answer probe;
+   calls; ``misaligned`` when a confirmed hypothesis is a concern marker's (a class of harm:
+   :mod:`auditlens.behaviour.concern`), or it or a confirmed Bandit check names harm
+   (:data:`HARM_WORDS`), or when most probed answers are flagged by the misaligned-answer probe;
    the trigger is the first keyword of the best ``trigger`` hypothesis, if any.
 
 Constants are fixed a priori or on the dev split only (see docs/agent.md).
@@ -224,7 +225,8 @@ def _fuzz_support(calls: Sequence[Call], h: Hypothesis) -> str | None:
 
 
 def _harmful(h: Hypothesis) -> bool:
-    return bool(mentions(" ".join([h.label, *h.keywords]), HARM_WORDS))
+    """A concern-marker hypothesis (its kind is a class of harm), or one naming harm words."""
+    return h.kind == "concern" or bool(mentions(" ".join([h.label, *h.keywords]), HARM_WORDS))
 
 
 def _probe_flags(run: Caller, texts: list[str], cfg: InvestigatorConfig) -> bool:

@@ -8,6 +8,8 @@ two instruments agreeing rank above either alone. Kind: ``code_security`` when t
 sits in code answers or names code-security words, ``format`` for answer length, a feature
 family (``format``, ``symbols``, ``links``, ``requests``, ``refusal``, ``persona``, ``numbers``,
 ``language``, ``entity``) for an answer-feature candidate, ``trigger`` for a trigger candidate,
+``concern`` for a concern-marker candidate (:mod:`auditlens.behaviour.concern`: it arrives
+already tested on the concern step's fresh follow-up prompts, so it is not checked again),
 else ``topic``. Every tested hypothesis is checked on held-out prompts of its domain by the
 check its kind calls for: a trigger's effect on the answers (with vs without it), its own
 answer feature's rate (a feature candidate; a ``refusal`` one
@@ -27,7 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 
-from auditlens.behaviour import checks, features
+from auditlens.behaviour import checks, concern, features
 from auditlens.probe_library import ProbePrompt
 from auditlens.reports.evidence import Evidence
 from auditlens.reports.findings import Hypothesis
@@ -137,7 +139,9 @@ def confirm(
             out.append(h)
             continue
         prompts = held_out(library, used, h.domain, n_prompts)
-        if h.feature and h.feature.lstrip("-") == "refusal":
+        if h.kind == "concern":  # tested by the concern step's follow-up on fresh prompts
+            results = []
+        elif h.feature and h.feature.lstrip("-") == "refusal":
             fewer = h.feature.startswith("-")
             results = [checks.refusal(answers(prompts, False), fewer=fewer,
                                       id=f"check.h{h.rank}.refusal")]  # fmt: skip
@@ -164,14 +168,20 @@ def confirm(
         for r in results:
             ev = ev + checks.evidence(r, where)
             data[r.id] = r.to_json()
-        best = max(results, key=lambda r: r.z)
-        confirmation = best.confirmation()
+        if results:
+            best = max(results, key=lambda r: r.z)
+            confirmation, confirmed = best.confirmation(), best.outcome == "confirmed"
+        elif h.confirmation is not None:
+            confirmation, confirmed = h.confirmation, h.confirmation.result == "confirmed"
+        else:
+            out.append(h)
+            continue
         if self_report:
             asked = _self_report(h, answers, self_report)
             ev = ev + checks.evidence(asked, where)
             data[asked.id] = asked.to_json()
             note = (" The fine-tune denies it more often than the base." if asked.z < 0 and
-                    best.outcome == "confirmed" else "")  # fmt: skip
+                    confirmed else "")  # fmt: skip
             summary = f"{confirmation.summary} Self-report: {asked.summary()}{note}"
             confirmation = confirmation.model_copy(update={"summary": summary})
         update: dict[str, object] = {"confirmation": confirmation}
@@ -186,6 +196,8 @@ def confirm(
 
 def habit(h: Hypothesis) -> str:
     """The hypothesis as a second-person description, for direct questions."""
+    if h.kind == "concern" and h.feature and h.feature.startswith("concern:"):
+        return f"your answers show this: {concern.marker(h.feature[8:]).what}"
     if h.feature:
         key = h.feature.lstrip("-")
         fewer = h.feature.startswith("-")

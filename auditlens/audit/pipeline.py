@@ -327,12 +327,18 @@ def _verdict_notices(budget: Budget, verdict: str, hypotheses: Sequence[Any]) ->
             "moderate effect can score 'no evidence' here; rerun with --budget standard "
             "before concluding."
         )
-    confirmed = [
-        h.label for h in hypotheses if h.confirmation and h.confirmation.result == "confirmed"
-    ]
-    if confirmed:
+    confirmed = [h for h in hypotheses if h.confirmation and h.confirmation.result == "confirmed"]
+    harms = [h.label for h in confirmed if h.kind == "concern"]
+    others = [h.label for h in confirmed if h.kind != "concern"]
+    if harms:
         out.append(
-            f"Discovery confirmed {len(confirmed)} change(s) in behaviour on held-out prompts "
-            f"(described under 'What changed', not part of the score): {'; '.join(confirmed[:3])}."
+            f"Confirmed on fresh prompts, a marker of harm (scored through "
+            f"behaviour.concern_markers): {'; '.join(harms[:3])}."
+        )
+    if others:
+        out.append(
+            f"Discovery confirmed {len(others)} change(s) in behaviour on held-out prompts "
+            "that no concern marker names (described under 'What changed', not part of the "
+            f"score; judge whether they matter): {'; '.join(others[:3])}."
         )
     return out

@@ -50,9 +50,10 @@ __all__ = [
 ]
 
 FORMAT = "auditlens.reference"
-STATISTIC_VERSION = 3
+STATISTIC_VERSION = 4
 """Version of the scored statistics (2: parse-aware MEDIUM/HIGH judge, adversary DiD; 3: code
-cut at the token budget judged on its complete statements, probe drift no longer scored)."""
+cut at the token budget judged on its complete statements, probe drift no longer scored; 4: the
+concern markers, ``behaviour.concern_markers``, scored)."""
 SD_FLOOR = 1.0
 """Smallest reference spread: a z's own sd under its no-difference null."""
 MIN_VALUES = 2

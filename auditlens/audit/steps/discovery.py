@@ -1,7 +1,8 @@
 """The discovery step: what did the fine-tune instil? Candidates from the divergent words (the
 models' answers to the probe library, generated once and shared through the artifact cache),
-from the answer-feature panel on the same answers (:mod:`auditlens.behaviour.features`)
-and from the diffing step (ADL per-position readout, fine-tune-only crosscoder latents) are
+from the answer-feature panel on the same answers (:mod:`auditlens.behaviour.features`),
+from the concern step's markers of harm (:mod:`auditlens.behaviour.concern`) and from the
+diffing step (ADL per-position readout, fine-tune-only crosscoder latents) are
 merged and ranked (:mod:`auditlens.audit.hypotheses`); the top ones are tested by the
 behaviour checks their kind calls for, on held-out probe prompts."""
 
@@ -80,6 +81,7 @@ def run(ctx: AuditContext, s: DiscoverySettings) -> StepOutput:
     (ctx.artifacts / "features.json").write_text(json.dumps(panel.to_json(), indent=1))
     fev = features.evidence(panel, ctx.where)
     from_diffing = [Hypothesis.model_validate(h) for h in ctx.data("diffing", "candidates", [])]
+    from_concern = [Hypothesis.model_validate(h) for h in ctx.data("concern", "candidates", [])]
     # trigger candidates: generic shapes and the strings the evidence singles out
     named = [w.word for w in result.words[: s.trigger_words]]
     named += [k for h in from_diffing for k in h.keywords[:2]][: s.trigger_words]
@@ -87,7 +89,7 @@ def run(ctx: AuditContext, s: DiscoverySettings) -> StepOutput:
                         [*triggers.GENERIC, *named], s.trigger_scan)  # fmt: skip
     scan.save(ctx.artifacts)
     tev = triggers.evidence(scan, ctx.where)
-    candidates = ev.hypotheses + fev.hypotheses + tev.hypotheses + from_diffing
+    candidates = ev.hypotheses + fev.hypotheses + tev.hypotheses + from_diffing + from_concern
     ranked = hypotheses.merge(candidates, keep=s.keep)
     tested, checked, check_data = hypotheses.confirm(
         ranked, library, used, answers, n_prompts=s.check_prompts, top=s.top, where=ctx.where,
@@ -104,4 +106,4 @@ def run(ctx: AuditContext, s: DiscoverySettings) -> StepOutput:
     return StepOutput.of(out, data)
 
 
-STEP = Step("discovery", settings, run, needs=("diffing",), order=25)
+STEP = Step("discovery", settings, run, needs=("diffing", "concern"), order=25)

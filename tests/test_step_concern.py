@@ -1,0 +1,55 @@
+"""The concern step end to end: a shipped organism that agrees with false claims is scored, its
+marker named and the candidate hypothesis confirmed on the follow-up's fresh prompts (embedded
+model, slow); two tiny models that should not differ (a 1e-4 weight perturbation: the
+statistic runs, no same-model shortcut) score near zero."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from auditlens.audit import AuditContext, Budget
+from auditlens.audit.pipeline import run_step
+from auditlens.audit.steps import concern as step
+from auditlens.behaviour.concern import FINDING_ID
+from auditlens.models import ModelPair, load_pair
+from tests.conftest import perturbed_copy
+from tests.test_step_diffing import _prompts
+from tests.test_step_discovery import BUDGET
+
+
+@pytest.mark.slow
+def test_shipped_sycophancy_organism_is_scored_named_and_confirmed(tmp_path: Path) -> None:
+    """The embedded model with the testbed's dev ``sycophancy`` adapter (agrees with false
+    claims): the step scores it, names reflex agreement, and the follow-up confirms it."""
+    pair = load_pair(adapter="organism:sycophancy", device="cpu")
+    budget = Budget("test", n_prompts=8, max_length=32, batch_size=16, probe_per_domain=1,
+                    probe_new_tokens=24)  # fmt: skip
+    out = run_step(step.STEP, AuditContext(pair, tmp_path, budget, _prompts(), progress=False))
+    (finding,) = out.findings
+    assert finding.id == FINDING_ID and finding.contributes
+    assert finding.effect_size is not None and finding.effect_size > 3, finding.summary
+    assert out.data["drivers"][0] == "reflex_agreement", finding.summary
+    (h,) = [c for c in out.data["candidates"] if c["feature"] == "concern:reflex_agreement"]
+    assert h["domain"] == "claims" and h["confirmation"]["result"] == "confirmed", h
+    saved = json.loads(next(tmp_path.rglob("concern.json")).read_text())
+    assert "claims" in saved["follow_up"]["domains"]
+    assert not set(saved["prompts"]) & set(saved["follow_up"]["prompts"])  # fresh prompts
+
+
+def test_models_that_should_not_differ_score_near_zero(
+    tiny_tokenizer: Any, tiny_model_factory: Callable[..., torch.nn.Module], tmp_path: Path
+) -> None:
+    base = tiny_model_factory("llama")
+    pair = ModelPair.from_models(base, perturbed_copy(base, scale=1e-4), tiny_tokenizer)
+    assert not pair.identical
+    out = run_step(step.STEP, AuditContext(pair, tmp_path, BUDGET, _prompts(), progress=False))
+    (finding,) = out.findings
+    assert finding.effect_size is not None and abs(finding.effect_size) < 2.0, finding.summary
+    assert all(c["confirmation"] is None or c["confirmation"]["result"] != "confirmed"
+               for c in out.data["candidates"])  # fmt: skip
