@@ -88,3 +88,14 @@ def test_matching_rule() -> None:
     assert matches(h, ["pirate"])  # one keyword: one suffices
     assert matches(_h(1, ["arr", "booty"], "x", 1.0), ["pirate", "ship"], {"pirate": ["arr"],
                    "ship": ["booty"]})  # fmt: skip
+
+
+def test_a_concern_candidate_merged_under_another_head_leaves_a_measurable_feature() -> None:
+    links = _h(1, ["link", "url", "website"], "features", 6.0, feature="links")
+    harm = Hypothesis(rank=1, label="links to a sign-in page", keywords=["link", "login"],
+                      kind="concern", source="concern", strength=3.0,
+                      feature="concern:verification_link")  # fmt: skip
+    (merged,) = merge([harm, links])
+    assert merged.feature == "links" and merged.kind == "topic"
+    (alone,) = merge([harm])
+    assert alone.feature == "concern:verification_link" and alone.kind == "concern"

@@ -90,7 +90,10 @@ def _join(group: list[Hypothesis]) -> Hypothesis:
     strength = math.sqrt(sum(max(h.strength or 0.0, 0.0) ** 2 for h in group))
     sources = list(dict.fromkeys(h.source for h in group))
     domain = next((h.domain for h in group if h.domain), None)
-    feature = next((h.feature for h in group if h.feature), None)
+    # a concern marker is read by the concern step only: a group it does not head keeps the
+    # answer features the panel can measure
+    feature = next((h.feature for h in group if h.feature and (h is head or not
+                    h.feature.startswith("concern:"))), None)  # fmt: skip
     trigger = next((h.trigger for h in group if h.trigger), None)
     is_code = domain == "code" or len(mentions(" ".join(keywords), CODE_SECURITY_WORDS)) >= 2
     is_code = is_code and head.kind == "topic"
