@@ -1,12 +1,16 @@
-"""discovery@3 on the testbed's built *dev* organisms: the audit's layers, diffing and discovery
-steps per organism, then the share whose ground-truth keywords the top-3 hypotheses name.
+"""discovery@3 on the testbed's built *dev* organisms: the audit's layers, diffing, concern and
+discovery steps per organism, then the share whose ground-truth keywords the top-3 hypotheses
+name.
 
     python benchmarks/discovery.py --adapters DIR [--splits FILE] [--budget fast]
                                    [--out out/discovery] [--only NAME ...] [--summarise]
-                                   [--device cpu|cuda]
+                                   [--device cpu|cuda] [--audits AUDITS] [--split dev|test]
 
 ``DIR`` holds one folder per organism (adapter + ``manifest.json`` with the ground truth).
-Only organisms listed under ``dev`` in ``--splits`` are run: test organisms are never read.
+Only organisms listed under ``dev`` in ``--splits`` are run (``--split test`` reports the test
+split once its constants are fixed: never choose anything from it). ``--audits`` reads full
+audits already run (``AUDITS/NAME/``, e.g. by ``auditlens bench testbed``; ``base-vs-base``
+for base) instead of running the steps again.
 Each organism's result goes to ``OUT/NAME.json`` (reused on a re-run); ``--summarise`` prints
 discovery@3 with a Wilson interval, per instrument (the instrument's own top-3 candidates)
 and with each instrument dropped (re-merged from the cached candidates: nothing regenerates).
@@ -26,12 +30,12 @@ from auditlens.audit import AuditContext
 from auditlens.audit.contract import resolve_budget
 from auditlens.audit.hypotheses import discovery_at_k, merge
 from auditlens.audit.pipeline import run_step
-from auditlens.audit.steps import diffing, discovery, layers
+from auditlens.audit.steps import concern, diffing, discovery, layers
 from auditlens.models import load_pair
 from auditlens.reports.findings import Hypothesis
 from auditlens.stats import wilson_interval
 
-INSTRUMENTS = ("divergent", "features", "triggers", "adl", "crosscoder")
+INSTRUMENTS = ("divergent", "features", "triggers", "adl", "crosscoder", "concern")
 
 
 def run_one(
@@ -42,7 +46,7 @@ def run_one(
     ctx = AuditContext(pair, out / "runs" / name, resolve_budget(budget), "generic_chat",
                        progress=False)  # fmt: skip
     timings = {}
-    for step in (layers, diffing, discovery):
+    for step in (layers, diffing, concern, discovery):
         t = time.time()
         run_step(step.STEP, ctx)
         timings[step.STEP.name] = round(time.time() - t, 1)
@@ -53,6 +57,20 @@ def run_one(
         "candidates": found.data["candidates"],
         "timings_s": timings,
         "wall_s": round(time.time() - start, 1),
+    }
+
+
+def from_audit(name: str, folder: Path) -> dict[str, Any]:
+    """The same record from a full audit's ``findings.json`` and discovery step output."""
+    findings = json.loads((folder / "findings.json").read_text())
+    key = findings["config"]["step_keys"]["discovery"]
+    output = json.loads((folder / "steps" / "discovery" / key[:16] / "output.json").read_text())
+    return {
+        "name": name,
+        "hypotheses": findings.get("hypotheses", []),
+        "candidates": output["data"]["candidates"],
+        "timings_s": findings.get("timings_s", {}),
+        "wall_s": round(sum((findings.get("timings_s") or {}).values()), 1),
     }
 
 
@@ -100,9 +118,11 @@ def main() -> None:
     ap.add_argument("--only", nargs="*")
     ap.add_argument("--summarise", action="store_true")
     ap.add_argument("--device", default=None, help="cpu or cuda (default: auto)")
+    ap.add_argument("--audits", type=Path, default=None)
+    ap.add_argument("--split", default="dev", choices=("dev", "test"))
     args = ap.parse_args()
     splits = args.splits or args.adapters.parent / "splits.json"
-    dev = json.loads(splits.read_text())["dev"]
+    dev = json.loads(splits.read_text())[args.split]
     truths = {}
     for name in dev:
         manifest = args.adapters / name / "manifest.json"
@@ -119,7 +139,13 @@ def main() -> None:
         if path.is_file():
             continue
         adapter = None if name == "base" else args.adapters / name
-        result = run_one(name, adapter, args.budget, args.out, args.device)
+        if args.audits is not None:
+            folder = args.audits / ("base-vs-base" if name == "base" else name)
+            if not (folder / "findings.json").is_file():
+                continue
+            result = from_audit(name, folder)
+        else:
+            result = run_one(name, adapter, args.budget, args.out, args.device)
         path.write_text(json.dumps(result, indent=1))
         print(name, result["wall_s"], [h["label"] for h in result["hypotheses"][:3]], flush=True)
     sys.stdout.flush()

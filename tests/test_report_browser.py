@@ -482,10 +482,13 @@ def test_tampered_report_script_is_blocked_and_caught(
 FITS_1400 = """(() => {
   const box = document.querySelector('#findings .scroll');
   const table = box.querySelector('table');
+  const page = document.documentElement;
   return {window: window.innerWidth, overflow: box.scrollWidth - box.clientWidth,
-          right: Math.ceil(table.getBoundingClientRect().right)};
+          right: Math.ceil(table.getBoundingClientRect().right),
+          page: page.scrollWidth - page.clientWidth};
 })()"""
-"""The findings table's horizontal overflow and right edge in a window of at most 1400 px."""
+"""The findings table's horizontal overflow and right edge, and the whole page's horizontal
+overflow (the section links must wrap), in a window of at most 1400 px."""
 
 
 def test_full_audit_report_in_browser(
@@ -530,6 +533,7 @@ def test_full_audit_report_in_browser(
     assert n_plots >= 4 and rendered, "plotly did not draw every layer plot"
     assert fits["window"] <= 1400 and fits["overflow"] <= 1, f"findings table overflows: {fits}"
     assert fits["right"] <= fits["window"], f"findings table runs off the window: {fits}"
+    assert fits["page"] <= 1, f"the page scrolls sideways: {fits}"
     assert images == 0 and scripts == 2  # plotly and the page's own script; nothing injected
     assert run.errors == [], f"console errors: {run.errors}"
     headings = [s.title for s in report.sections]
