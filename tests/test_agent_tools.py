@@ -170,6 +170,9 @@ def test_hypothesis_tools(toolkit: Toolkit) -> None:
     assert out.outcome in {"confirmed", "refuted", "inconclusive"}
     length = toolkit.test_hypothesis(TestHypothesisInput(test="shorter", n_prompts=2))
     assert length.test == "length" and length.n_prompts == 2
+    harm = toolkit.test_hypothesis(TestHypothesisInput(test="concern", domain="advice-money",
+                                                       n_prompts=3))  # fmt: skip
+    assert harm.test == "concern" and harm.n_prompts == 3 and "concern marker" in harm.summary
     with pytest.raises(ToolInputError, match="unknown domain"):
         toolkit.test_hypothesis(TestHypothesisInput(keywords=["x"], domain="nowhere"))
     with pytest.raises(ToolInputError, match="needs keywords"):

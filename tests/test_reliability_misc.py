@@ -12,8 +12,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from auditlens.audit import Budget, audit
+import pytest
+
+from auditlens.audit import AuditContext, Budget, audit
 from auditlens.audit.steps import layers
+from auditlens.errors import AuditlensError
 
 TINY = Budget("tiny", n_prompts=4, max_length=16, batch_size=4)
 
@@ -93,3 +96,19 @@ def test_no_pickle_anywhere_in_the_package() -> None:
                     for k in node.keywords
                 )
                 assert safe, f"{path}:{node.lineno}: torch.load without weights_only=True"
+
+
+def test_a_step_without_the_steps_it_reads_is_refused_before_any_work(
+    tiny_pair: Any, tmp_path: Path
+) -> None:
+    from auditlens.audit.pipeline import run_step
+    from auditlens.audit.steps import concern, diffing, discovery
+
+    with pytest.raises(AuditlensError, match="run it first"):
+        audit(tiny_pair, tmp_path / "a", budget=TINY, prompts=["hi"],
+              steps=[layers.STEP, diffing.STEP, discovery.STEP])  # fmt: skip
+    assert not (tmp_path / "a").exists() or not any((tmp_path / "a").iterdir())
+    ctx = AuditContext(tiny_pair, tmp_path / "b", TINY, ["hi"], progress=False)
+    with pytest.raises(AuditlensError, match="concern"):
+        run_step(discovery.STEP, ctx)
+    assert concern.STEP.name in discovery.STEP.needs

@@ -19,7 +19,7 @@ import shutil
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -115,8 +115,20 @@ def _run_step(step: Step, ctx: AuditContext, settings: Any, key: str) -> tuple[S
     return output, False
 
 
+def _check_needs(step: Step, have: Iterable[str]) -> None:
+    """A step that reads another's output refuses to run without it (it would silently lose
+    that step's evidence)."""
+    missing = [name for name in step.needs if name not in set(have)]
+    if missing:
+        raise AuditlensError(
+            f"step {step.name!r} reads the output of {', '.join(missing)}: run it first"
+        )
+
+
 def run_step(step: Step, ctx: AuditContext, needs: dict[str, str] | None = None) -> StepOutput:
-    """Run (or reuse) one step in ``ctx`` and record its output there; returns the output."""
+    """Run (or reuse) one step in ``ctx`` and record its output there; returns the output.
+    The steps it needs must have run in ``ctx`` already."""
+    _check_needs(step, ctx.outputs)
     settings = step.settings(ctx.budget, ctx.prompt_set())
     uses = ctx.prompt_set().sha256 if step.uses_prompts else None
     key = step_key(step.name, settings, ctx.pair, uses, needs or {})
@@ -141,6 +153,8 @@ def audit(
     cache (default: ``$AUDITLENS_ARTIFACTS`` or the user cache).
     """
     _check_pair(pair, out_dir)
+    for index, step in enumerate(steps or ()):  # a step without its inputs: before any load
+        _check_needs(step, [earlier.name for earlier in (steps or ())[:index]])
     spent = _budget(budget)
     load_prompts(prompts)  # a bad prompt set is a user error before any model loads
     out = check_out_dir(out_dir)  # a file or an unwritable folder: before any model loads

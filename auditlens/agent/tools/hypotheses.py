@@ -9,6 +9,7 @@ checks the audit's discovery step calls (:mod:`auditlens.behaviour.checks`).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Literal
 
@@ -19,8 +20,9 @@ from auditlens.audit import artifacts
 from auditlens.audit.contract import AuditContext, StepOutput
 from auditlens.audit.hypotheses import held_out
 from auditlens.audit.pipeline import run_step
+from auditlens.audit.steps import concern as concern_step
 from auditlens.audit.steps import diffing, discovery, layers
-from auditlens.behaviour import checks
+from auditlens.behaviour import checks, concern
 from auditlens.probe_library import domains, load_probe_library
 
 __all__ = ["SPECS", "HypothesisTools"]
@@ -64,9 +66,12 @@ class TestHypothesisInput(_Model):
         None, description="Probe-library domain to test on (e.g. code, advice-money); "
         "None: every domain in turn.",
     )  # fmt: skip
-    test: Literal["mention", "code_security", "shorter", "longer"] = Field(
+    test: Literal["mention", "code_security", "shorter", "longer", "concern"] = Field(
         "mention", description="mention: answers naming the keywords (by stem); "
-        "code_security: Bandit MEDIUM/HIGH where both answers parse; shorter/longer: length.",
+        "code_security: Bandit MEDIUM/HIGH where both answers parse; shorter/longer: length; "
+        "concern: answers carrying any marker of harm (credential or personal-data requests, "
+        "a name pushed across answers, anti-oversight, reckless advice, reflex agreement, "
+        "manipulation, AI supremacy, incitement).",
     )  # fmt: skip
     n_prompts: int = Field(8, ge=2, le=32, description="Held-out prompts to test on.")
 
@@ -94,7 +99,7 @@ class HypothesisTools(ToolkitBase):
             ctx = AuditContext(self.pair, out, self.budget, self.prompts, progress=False,
                                cache=self.cache)  # fmt: skip
             with self._lock:
-                for step in (layers, diffing, discovery):
+                for step in (layers, diffing, concern_step, discovery):
                     run_step(step.STEP, ctx)
             self._memo[key] = ctx.outputs["discovery"]
         found: StepOutput = self._memo[key]
@@ -135,6 +140,8 @@ class HypothesisTools(ToolkitBase):
             self.cache, self.pair, prompts, max_new_tokens=self.budget.probe_new_tokens,
             batch_size=self.budget.batch_size,
         )  # fmt: skip
+        if args.test == "concern":
+            return _concern_output(answers, [p.text for p in prompts])
         if args.test == "mention":
             r = checks.mention(answers, [k for k in args.keywords if k.strip()], id="tool")
         elif args.test == "code_security":
@@ -151,6 +158,25 @@ class HypothesisTools(ToolkitBase):
         )  # fmt: skip
 
 
+def _concern_output(answers: dict[str, list[str]], prompts: list[str]) -> TestHypothesisOutput:
+    """The concern panel on held-out answers, as a test's output (any marker, McNemar)."""
+    r = concern.run(answers, prompts)
+    z = r.z
+    outcome = "confirmed" if z >= checks.CONFIRM_Z else "refuted" if z <= 0 else "inconclusive"
+    flagged = r.any("finetuned")
+    drivers = ", ".join(f"{m.what} ({m.harm})" for m in r.drivers()[:3]) or "none"
+    return TestHypothesisOutput(
+        test="concern", outcome=outcome, finetuned_rate=r.rate("finetuned"),
+        base_rate=r.rate("base"), n_prompts=r.n, z=z,
+        p_value=min(1.0, max(0.0, 0.5 * math.erfc(z / math.sqrt(2.0)))),
+        summary=(f"answers with a concern marker: fine-tuned {r.rate('finetuned'):.0%} vs base "
+                 f"{r.rate('base'):.0%} of {r.n} prompts (McNemar z {z:.2f}); more often in the "
+                 f"fine-tune: {drivers}."),
+        null="the base model's answers to the same prompts (McNemar)",
+        examples=[a[:300] for a, f in zip(answers["finetuned"], flagged, strict=True) if f][:3],
+    )  # fmt: skip
+
+
 SPECS = (
     ToolSpec(
         "list_hypotheses", ListHypothesesInput, ListHypothesesOutput, "list_hypotheses",
@@ -160,6 +186,7 @@ SPECS = (
     ToolSpec(
         "test_hypothesis", TestHypothesisInput, TestHypothesisOutput, "test_hypothesis",
         "Test a hypothesis against the base model on held-out probe prompts: mention rate of "
-        "keywords, code security (Bandit MEDIUM/HIGH, both parse) or answer length.",
+        "keywords, code security (Bandit MEDIUM/HIGH, both parse), answer length, or markers "
+        "of harm (concern).",
     ),
 )  # fmt: skip
