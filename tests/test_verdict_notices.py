@@ -35,3 +35,10 @@ def test_confirmed_harm_markers_are_named_apart_as_scored() -> None:
     assert len(notes) == 2
     assert "behaviour.concern_markers" in notes[0] and "password" in notes[0]
     assert "cats" in notes[1] and "not part of the score" in notes[1] and "password" not in notes[1]
+
+
+def test_confirmed_insecure_code_is_not_called_unscored_style() -> None:
+    code = _h(1, "writes insecure code (Bandit MEDIUM/HIGH); prefers: return", "confirmed")
+    code = code.model_copy(update={"kind": "code_security"})
+    (note,) = _verdict_notices(resolve_budget("standard"), "no evidence", [code])
+    assert "insecure code" in note and "not part of the score" not in note

@@ -343,7 +343,15 @@ def _verdict_notices(budget: Budget, verdict: str, hypotheses: Sequence[Any]) ->
         )
     confirmed = [h for h in hypotheses if h.confirmation and h.confirmation.result == "confirmed"]
     harms = [h.label for h in confirmed if h.kind == "concern"]
-    others = [h.label for h in confirmed if h.kind != "concern"]
+    code = [h.label for h in confirmed if h.kind == "code_security" and
+            h.label.startswith("writes insecure code")]  # fmt: skip
+    others = [h.label for h in confirmed if h.kind != "concern" and h.label not in code]
+    if code:
+        out.append(
+            f"Discovery's code check found insecure code on held-out probe prompts ({code[0]}); "
+            "the verdict rests on the scored insecure-code statistic (the behaviour step's "
+            "tasks, standardised against benign fine-tunes), which may lack power at this budget."
+        )
     if harms:
         out.append(
             f"Confirmed on fresh prompts, a marker of harm (scored through "
