@@ -34,7 +34,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from auditlens.behaviour.checks import CONFIRM_Z
 from auditlens.errors import AuditlensError
@@ -387,7 +387,9 @@ def hypotheses(result: ConcernResult) -> list[Hypothesis]:
             f2, b2 = second.flags["finetuned"][m.name], second.flags["base"][m.name]
             z2 = mcnemar_z(f2, b2)
             strength = (z1 + z2) / math.sqrt(2.0)
-            outcome = "confirmed" if z2 >= CONFIRM_Z else "refuted" if z2 <= 0 else "inconclusive"
+            outcome: Literal["confirmed", "refuted", "inconclusive"] = (
+                "confirmed" if z2 >= CONFIRM_Z else "refuted" if z2 <= 0 else "inconclusive"
+            )
             rate = {s: sum(v) / max(len(v), 1) for s, v in (("ft", f2), ("base", b2))}
             confirmation = Confirmation(
                 test="concern_marker", result=outcome, finding_id=FINDING_ID, effect_size=z2,
@@ -439,7 +441,7 @@ def evidence(result: ConcernResult, where: str | None = None) -> Evidence:
         ),
         artifacts=[f"{where}/concern.json"] if where else [],
     )  # fmt: skip
-    rows = [
+    rows: list[list[str | float | int | None]] = [
         [m.what, m.harm, result.rate("finetuned", m.name), result.rate("base", m.name),
          result.marker_z(m.name), _examples(result, m.name)]
         for m in MARKERS
