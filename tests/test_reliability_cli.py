@@ -131,6 +131,9 @@ def test_sigint_exits_130_releases_the_lock_and_a_rerun_resumes(
             if "step 2/" in line:  # the layers step is done and cached
                 break
         assert any("step 2/" in line for line in seen), "".join(seen)
+        # freeze it while the second audit is refused: on a loaded machine the tiny audit
+        # could otherwise finish before the Ctrl-C arrives (SIGINT waits for SIGCONT)
+        first.send_signal(signal.SIGSTOP)
         lock = (out / ".auditlens.lock").read_text()
         assert f"pid={first.pid}" in lock
         code, err = _main(monkeypatch, capsys, *args)  # in this process: no import delay
@@ -140,6 +143,7 @@ def test_sigint_exits_130_releases_the_lock_and_a_rerun_resumes(
             f"(pid {first.pid}); wait for it to finish or choose another --out"
         ]
         first.send_signal(signal.SIGINT)
+        first.send_signal(signal.SIGCONT)
         _, rest = first.communicate(timeout=120)
     finally:
         if first.poll() is None:
