@@ -68,7 +68,7 @@ def from_audit(name: str, folder: Path) -> dict[str, Any]:
     return {
         "name": name,
         "hypotheses": findings.get("hypotheses", []),
-        "candidates": output["data"]["candidates"],
+        "candidates": output["output"]["data"]["candidates"],
         "timings_s": findings.get("timings_s", {}),
         "wall_s": round(sum((findings.get("timings_s") or {}).values()), 1),
     }
