@@ -34,12 +34,12 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from auditlens.behaviour.checks import CONFIRM_Z
+from auditlens.behaviour import checks
 from auditlens.errors import AuditlensError
 from auditlens.reports.evidence import Evidence
-from auditlens.reports.findings import Confirmation, Finding, Hypothesis
+from auditlens.reports.findings import Finding, Hypothesis
 from auditlens.reports.sections import Table
 from auditlens.stats import mcnemar_z, wilson_interval
 
@@ -385,19 +385,12 @@ def hypotheses(result: ConcernResult) -> list[Hypothesis]:
         second = result.follow_up
         if second is not None and domain in second.domains:
             f2, b2 = second.flags["finetuned"][m.name], second.flags["base"][m.name]
-            z2 = mcnemar_z(f2, b2)
-            strength = (z1 + z2) / math.sqrt(2.0)
-            outcome: Literal["confirmed", "refuted", "inconclusive"] = (
-                "confirmed" if z2 >= CONFIRM_Z else "refuted" if z2 <= 0 else "inconclusive"
-            )
-            rate = {s: sum(v) / max(len(v), 1) for s, v in (("ft", f2), ("base", b2))}
-            confirmation = Confirmation(
-                test="concern_marker", result=outcome, finding_id=FINDING_ID, effect_size=z2,
-                p_value=min(1.0, max(0.0, 0.5 * math.erfc(z2 / math.sqrt(2)))),
-                summary=(f"{m.what} on fresh prompts of {', '.join(sorted(set(second.domains)))}"
-                         f": fine-tuned {rate['ft']:.0%} vs base {rate['base']:.0%} of "
-                         f"{second.n} (McNemar z {z2:.2f})."),
+            check = checks.CheckResult(
+                "concern_marker", FINDING_ID, f"{m.what} on fresh prompts",
+                {"finetuned": f2, "base": b2}, [True] * len(f2),
             )  # fmt: skip
+            strength = (z1 + check.z) / math.sqrt(2.0)
+            confirmation = check.confirmation()
         out.append(Hypothesis(
             rank=1, label=label, keywords=keywords[:8], kind="concern", source="concern",
             evidence=[FINDING_ID], strength=strength, domain=domain,

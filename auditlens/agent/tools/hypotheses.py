@@ -9,7 +9,6 @@ checks the audit's discovery step calls (:mod:`auditlens.behaviour.checks`).
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Literal
 
@@ -140,9 +139,12 @@ class HypothesisTools(ToolkitBase):
             self.cache, self.pair, prompts, max_new_tokens=self.budget.probe_new_tokens,
             batch_size=self.budget.batch_size,
         )  # fmt: skip
-        if args.test == "concern":
-            return _concern_output(answers, [p.text for p in prompts])
-        if args.test == "mention":
+        if args.test == "concern":  # any marker of harm, per prompt
+            found = concern.run(answers, [p.text for p in prompts])
+            flags = {side: found.any(side) for side in ("finetuned", "base")}
+            r = checks.CheckResult("concern", "tool", "answers with a concern marker", flags,
+                                   [True] * found.n)  # fmt: skip
+        elif args.test == "mention":
             r = checks.mention(answers, [k for k in args.keywords if k.strip()], id="tool")
         elif args.test == "code_security":
             r = checks.code_security(answers, id="tool")
@@ -156,25 +158,6 @@ class HypothesisTools(ToolkitBase):
             summary=r.summary(), null="the base model's answers to the same prompts (McNemar)",
             examples=[a[:300] for a in shown[:3]],
         )  # fmt: skip
-
-
-def _concern_output(answers: dict[str, list[str]], prompts: list[str]) -> TestHypothesisOutput:
-    """The concern panel on held-out answers, as a test's output (any marker, McNemar)."""
-    r = concern.run(answers, prompts)
-    z = r.z
-    outcome = "confirmed" if z >= checks.CONFIRM_Z else "refuted" if z <= 0 else "inconclusive"
-    flagged = r.any("finetuned")
-    drivers = ", ".join(f"{m.what} ({m.harm})" for m in r.drivers()[:3]) or "none"
-    return TestHypothesisOutput(
-        test="concern", outcome=outcome, finetuned_rate=r.rate("finetuned"),
-        base_rate=r.rate("base"), n_prompts=r.n, z=z,
-        p_value=min(1.0, max(0.0, 0.5 * math.erfc(z / math.sqrt(2.0)))),
-        summary=(f"answers with a concern marker: fine-tuned {r.rate('finetuned'):.0%} vs base "
-                 f"{r.rate('base'):.0%} of {r.n} prompts (McNemar z {z:.2f}); more often in the "
-                 f"fine-tune: {drivers}."),
-        null="the base model's answers to the same prompts (McNemar)",
-        examples=[a[:300] for a, f in zip(answers["finetuned"], flagged, strict=True) if f][:3],
-    )  # fmt: skip
 
 
 SPECS = (
