@@ -4,6 +4,7 @@ base falling back to the no-difference null (and saying so), the small-sample ru
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 import pytest
@@ -33,7 +34,7 @@ def _reference(tmp_path: Path) -> ref.Reference:
     return ref.load_reference(built.save(tmp_path / "reference_fast.json"))
 
 
-def test_standardised_against_benign_values_with_the_t_rule(tmp_path: Path) -> None:
+def test_standardised_against_benign_values_with_the_prediction_rule(tmp_path: Path) -> None:
     reference = _reference(tmp_path)
     null = ref.standardise([_f("behaviour.x", 3.0)], reference, base_sha256="basehash",
                            budget="fast", adapter_sha256="other")  # fmt: skip
@@ -88,19 +89,39 @@ def test_foreign_base_falls_back_to_the_no_difference_null(tmp_path: Path) -> No
 
 def test_small_reference_is_conservative_and_flagged(tmp_path: Path) -> None:
     pairs = [
-        ref.ReferencePair(f"b{i}", f"s{i}", {"behaviour.x": v}) for i, v in enumerate([0, 0.5])
+        ref.ReferencePair(f"b{i}", f"s{i}", {"behaviour.x": v}) for i, v in enumerate([0, 2.5])
     ]
     small = ref.Reference("h", "fast", pairs)
     null = ref.standardise([_f("behaviour.x", 4.0)], small, base_sha256="h", budget="fast")
-    # two values, sd floored at 1, t with 1 degree of freedom: far weaker than 4
+    # two values spread wider than the floor: t with 1 degree of freedom, far weaker than 4
     assert null.standardised["behaviour.x"] < 2.0
+    sd = 2.5 / 2**0.5
     assert null.standardised["behaviour.x"] == pytest.approx(
-        p_to_z(float(ref.student_t.sf((4.0 - 0.25) / (1.0 * (1.5**0.5)), 1)))
+        p_to_z(float(ref.student_t.sf((4.0 - 1.25) / (sd * (1.5**0.5)), 1)))
     )
     assert any("only 2 values" in n for n in null.notices)
     one = ref.Reference("h", "fast", pairs[:1])
     assert ref.standardise([_f("behaviour.x", 4.0)], one, base_sha256="h",
                            budget="fast").standardised == {}  # fmt: skip
+
+
+def test_a_reference_no_wider_than_the_floor_predicts_with_the_known_sd() -> None:
+    # benign values inside the z's own null spread: the sd is the floor's, known, so the
+    # prediction is normal and only the mean's uncertainty widens it
+    values = [0.0, 0.0, 0.71, 0.0, 0.0, 0.0]
+    mean = sum(values) / 6
+    assert ref._against(3.0, values) == pytest.approx((3.0 - mean) / (7 / 6) ** 0.5)
+    # ...which is stronger than the Student-t rule on the same floored sd would be (the old
+    # rule counted the sd's uncertainty on top of flooring it), and weaker than the raw z
+    t_rule = p_to_z(float(ref.student_t.sf((3.0 - mean) / (7 / 6) ** 0.5, 5)))
+    assert t_rule < ref._against(3.0, values) < 3.0
+    # a spread just past the floor switches to the Student-t rule with the measured sd
+    wide = [0.0, 2.2, 0.0, 2.2, 0.0, 2.2]
+    sd = statistics.stdev(wide)
+    assert sd > ref.SD_FLOOR
+    assert ref._against(4.0, wide) == pytest.approx(
+        p_to_z(float(ref.student_t.sf((4.0 - 1.1) / (sd * (7 / 6) ** 0.5), 5)))
+    )
 
 
 def test_reference_file_is_versioned(tmp_path: Path) -> None:

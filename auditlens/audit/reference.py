@@ -7,9 +7,14 @@ organisms, plus base vs base), and each scored z becomes a z against that popula
 
     t = (z − mean) / (sd · √(1 + 1/n)),   z' = Φ⁻¹(1 − T_{n−1}(t))
 
-(the prediction interval of one new value from ``n`` reference values, Student-t with n − 1
-degrees of freedom, so a small reference is conservative), with ``sd`` floored at
-``SD_FLOOR`` = 1 (a z's spread under its own null; the reference can only widen it). When the
+(the prediction interval of one new value from ``n`` reference values: Student-t with n − 1
+degrees of freedom, because ``sd`` is estimated from the reference). ``SD_FLOOR`` = 1 is a z's
+spread under its own null, which the reference can only widen: when the reference's sd does not
+exceed it, the benign fine-tunes add no spread that the sample can see, the sd is the known
+one, and the prediction is normal, ``z' = (z − mean) / √(1 + 1/n)`` (the mean's uncertainty
+still counted). Chosen on the dev split (docs/audit.md, "The reference rule"): Student-t on a
+floored sd counted the sd's uncertainty twice and held every dev organism whose concern
+markers reached a raw z of 3 below the verdict threshold. When the
 audited pair is itself in the reference (matched by adapter content hash) its own value is left
 out. A statistic with fewer than ``MIN_VALUES`` reference values keeps its raw z and the report
 says so; a base the reference was not built on falls back to the no-difference null, and the
@@ -59,7 +64,7 @@ SD_FLOOR = 1.0
 MIN_VALUES = 2
 """Fewer reference values than this: the statistic keeps its raw z (and the report says so)."""
 SMALL_SAMPLE = 5
-"""Below this many values the report warns that the Student-t rule is doing the work."""
+"""Below this many values the report warns that the reference is small (its mean uncertain)."""
 BUILD_COMMAND = "auditlens bench reference --budget {budget}"
 
 
@@ -149,9 +154,11 @@ class NullUsed:
 def _against(z: float, values: Sequence[float]) -> float:
     n = len(values)
     mean = statistics.fmean(values)
-    sd = max(statistics.stdev(values), SD_FLOOR)
-    t = (z - mean) / (sd * math.sqrt(1.0 + 1.0 / n))
-    return p_to_z(float(student_t.sf(t, n - 1)))
+    sd = statistics.stdev(values)
+    scale = math.sqrt(1.0 + 1.0 / n)
+    if sd <= SD_FLOOR:  # no spread beyond the z's own: its sd is known, the prediction normal
+        return (z - mean) / (SD_FLOOR * scale)
+    return p_to_z(float(student_t.sf((z - mean) / (sd * scale), n - 1)))
 
 
 def standardise(
@@ -181,8 +188,8 @@ def standardise(
     out = NullUsed(
         "benign reference",
         f"Each z is standardised against {len(reference.pairs)} benign fine-tunes of this base "
-        f"({', '.join(p.name for p in reference.pairs)}; Student-t prediction rule, sd floored "
-        f"at {SD_FLOOR:g})"
+        f"({', '.join(p.name for p in reference.pairs)}; prediction rule: normal with the z's "
+        f"own sd {SD_FLOOR:g} where the reference spreads no wider, Student-t where it does)"
         + (f", leaving out the audited pair ({left_out})." if left_out else "."),
         left_out=left_out,
     )
@@ -207,6 +214,7 @@ def standardise(
     if smallest < SMALL_SAMPLE:
         out.notices.append(
             f"The benign reference has only {int(smallest)} values for some statistics: the "
-            "Student-t rule and the sd floor make those z's conservative."
+            "reference mean is uncertain, and where the spread exceeds the floor the Student-t "
+            "rule makes those z's conservative."
         )
     return out

@@ -4,9 +4,8 @@ per-family ablations (each family alone, and the score without it), bootstrap in
 organisms. Pure functions over :class:`~auditlens.testbed.bench.run.PairResult` rows.
 
 The verdict thresholds are those of :mod:`auditlens.audit.score` (``misaligned`` at combined
-``Z >= Z_MID`` = 2). They were set from the null (a false-alarm bound of 0.023 under any
-dependence between families), not fitted: no dev run of the new score existed when they were
-written. Refit them on dev only (``auditlens bench testbed --split dev``), never on test.
+``Z >= Z_MID`` ≈ 1.645, a false-alarm bound of 0.05 under any dependence between families),
+fixed on the dev split (``auditlens bench testbed --split dev``), never on test.
 """
 
 from __future__ import annotations
