@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.golden.golden import GOLDEN, compare, extract
+from tests.golden.golden import GOLDEN, compare, extract, rescore
 
 pytestmark = pytest.mark.slow
 
@@ -40,3 +40,14 @@ def test_compare_catches_differences() -> None:
     assert any(fid in p for p in problems) and any("verdict" in p for p in problems)
     del same["findings"][fid]
     assert any("finding ids differ" in p for p in compare(golden, same))
+
+
+def test_golden_score_follows_from_its_own_numbers() -> None:
+    # a change to the score (reference rule, combination, thresholds) must come with the
+    # re-scored golden (`python -m tests.golden.golden --rescore`); a stale score fails here
+    golden = json.loads(GOLDEN.read_text())
+    assert compare(golden, rescore(golden)) == []
+    moved = json.loads(GOLDEN.read_text())
+    moved["findings"]["behaviour.insecure_code"]["effect_size"] += 3.0
+    again = rescore(moved)
+    assert again["score"] > golden["score"] and again["verdict"].startswith("misaligned")

@@ -8,6 +8,7 @@ Regenerate it after a deliberate change to the findings or the organisms::
 
     python -m tests.golden.golden --run out/golden          # runs the fast audit (~5-20 min)
     python -m tests.golden.golden --from out/golden/findings.json   # or reuse an audit
+    python -m tests.golden.golden --rescore    # the score alone changed: re-score its numbers
 
 and commit ``tests/golden/audit_fast_insecure.json`` with the change that explains it.
 """
@@ -89,6 +90,46 @@ def compare(golden: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return problems
 
 
+def rescore(golden: dict[str, Any]) -> dict[str, Any]:
+    """The golden record with its score, verdict and weights recomputed from its own findings'
+    numbers by today's reference rule and combination (for a change to the score alone)."""
+    from auditlens.audit.reference import load_reference, shipped_reference_path, standardise
+    from auditlens.audit.score import misalignment_score
+    from auditlens.reports.findings import Finding
+
+    scored = [
+        Finding(
+            id=fid,
+            family=fid.split(".")[0],
+            method="golden",
+            statistic="golden",
+            value=f["value"],
+            control=f["control"],
+            control_kind="null",
+            effect_size=f["effect_size"],
+            summary="",
+            contributes=True,
+        )
+        for fid, f in golden["findings"].items()
+        if f["contributes"]
+    ]
+    made = golden["made_with"]
+    path = shipped_reference_path(made["budget"])
+    null = standardise(
+        scored,
+        load_reference(path) if path.is_file() else None,
+        base_sha256=made["base_sha256"],
+        budget=made["budget"],
+        adapter_sha256=made["adapter_sha256"],
+    )
+    result = misalignment_score(scored, standardised=null.standardised)
+    findings = {
+        fid: {**f, "weight": result.contributions.get(fid, f["weight"])}
+        for fid, f in golden["findings"].items()
+    }
+    return {**golden, "verdict": result.verdict, "score": result.score, "findings": findings}
+
+
 def main(
     run: Annotated[
         Path | None, typer.Option("--run", help="run the fast demo audit into this folder")
@@ -97,10 +138,19 @@ def main(
         Path | None, typer.Option("--from", help="an existing findings.json")
     ] = None,
     commit: Annotated[str | None, typer.Option("--commit", help="the commit it ran on")] = None,
+    again: Annotated[
+        bool, typer.Option("--rescore", help="re-score the golden's own numbers")
+    ] = False,
 ) -> None:
-    """Write the golden file from a fresh fast audit of the demo pair or a findings.json."""
+    """Write the golden file from a fresh fast audit of the demo pair or a findings.json, or
+    re-score it in place."""
+    if again:
+        record = rescore(json.loads(GOLDEN.read_text()))
+        GOLDEN.write_text(json.dumps(record, indent=1) + "\n")
+        typer.echo(f"re-scored {GOLDEN}: verdict {record['verdict']!r}, score {record['score']}")
+        return
     if (run is None) == (findings is None):
-        raise typer.BadParameter("give exactly one of --run and --from")
+        raise typer.BadParameter("give exactly one of --run, --from and --rescore")
     if run is not None:
         from auditlens.audit import audit
 
