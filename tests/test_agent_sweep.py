@@ -126,3 +126,8 @@ def test_run_organism_resumes_and_replays(tiny_pair: Any, tmp_path: Path, monkey
     assert any(c["replayed"] for c in wider) and not all(c["replayed"] for c in wider)
     again = run_organism("loyalty", "dev", tmp_path, "fast", subsets, load, lambda n: None)
     assert loads == ["loyalty"] and [r["grade"] for r in again] == [r["grade"] for r in first]
+    # records written by other code (same version number, edited package) are redone
+    monkeypatch.setattr(sweep, "code_version", lambda: "0.1.0+edited")
+    run_organism("loyalty", "dev", tmp_path, "fast", subsets[:1], load, lambda n: None)
+    assert loads == ["loyalty", "loyalty"]
+    assert json.loads((folder / "black-box.json").read_text())["version"] == "0.1.0+edited"

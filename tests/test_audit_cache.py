@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from auditlens.audit import AuditContext, Budget, audit
+from auditlens.audit import Budget, audit
 from auditlens.audit.cache import ArtifactCache, as_json, step_key
 from auditlens.audit.steps import layers
 from auditlens.models import ModelPair
@@ -72,30 +72,47 @@ def test_key_covers_version_settings_models_and_prompts(
     null = ModelPair.from_models(tiny_model_factory(), None, tiny_tokenizer)
     assert step_key("layers", layers.settings(TINY, None), null, "p", {}) != base  # type: ignore[arg-type]
     assert step_key("layers", layers.settings(TINY, None), tiny_pair, "p", {"x": "1"}) != base  # type: ignore[arg-type]
-    monkeypatch.setattr(cache, "__version__", "9.9.9")
+    monkeypatch.setattr(cache, "code_version", lambda: "0.1.0+edited")
     assert step_key("layers", layers.settings(TINY, None), tiny_pair, "p", {}) != base  # type: ignore[arg-type]
+    assert ArtifactCache().key("k", {"a": 1}) != ArtifactCache().key("k", {"a": 2})
     assert as_json(TINY)["n_prompts"] == 4
 
 
-def test_artifact_cache_builds_once(tmp_path: Path) -> None:
-    store = ArtifactCache(tmp_path)
-    calls: list[Path] = []
+def test_code_version_moves_with_any_code_edit(tmp_path: Path) -> None:
+    from auditlens._version import __version__, code_version, tree_hash
 
-    def build(folder: Path) -> None:
-        calls.append(folder)
-        (folder / "x.txt").write_text("1")
+    pkg, other = tmp_path / "pkg", tmp_path / "other"
+    (pkg / "sub").mkdir(parents=True)
+    other.mkdir()
+    (pkg / "a.py").write_text("x = 1\n")
+    (pkg / "sub" / "d.json").write_text("{}")
+    (other / "b.py").write_text("y = 1\n")
+    before = tree_hash([pkg, other])
+    (pkg / "w.safetensors").write_bytes(b"weights")  # keyed by their own fingerprints
+    (pkg / "__pycache__").mkdir()
+    (pkg / "__pycache__" / "a.py").write_text("cached")
+    assert tree_hash([pkg, other]) == before
+    (pkg / "a.py").write_text("x = 2\n")  # same version number, other code
+    edited = tree_hash([pkg, other])
+    assert edited != before
+    (pkg / "sub" / "d.json").rename(pkg / "d.json")  # a move counts
+    moved = tree_hash([pkg, other])
+    assert moved != edited
+    (other / "b.py").write_text("y = 2\n")  # a second root counts too
+    assert tree_hash([pkg, other]) != moved
+    assert code_version().startswith(__version__ + "+") and code_version() == code_version()
 
-    def load(folder: Path) -> str:
-        return (folder / "x.txt").read_text()
 
-    first = store.get("thing", {"a": 1}, build, load)
-    again = store.get("thing", {"a": 1}, build, load)
-    other = store.get("thing", {"a": 2}, build, load)
-    assert first[0] == again[0] == "1" and first[2] and not again[2] and other[2]
-    assert first[1] == again[1] != other[1] and len(calls) == 2
-    assert not [p for p in (tmp_path / "thing").iterdir() if p.name.startswith(".tmp")]
+def test_code_version_covers_every_package_folder() -> None:
+    import importlib
+    import tomllib
 
+    from auditlens._version import code_roots
 
-def test_context_prompt_set_is_the_budget_head(tiny_pair: ModelPair, tmp_path: Path) -> None:
-    ctx = AuditContext(tiny_pair, tmp_path, TINY, [f"p{i}" for i in range(9)], progress=False)
-    assert len(ctx.prompt_set()) == TINY.n_prompts
+    root = Path(__file__).resolve().parents[1]
+    mapped = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    roots = code_roots()
+    for name in mapped["package-dir"]:
+        module = importlib.import_module(name)
+        folder = Path(module.__file__ or "").resolve().parent
+        assert any(folder == r or r in folder.parents for r in roots), name

@@ -6,9 +6,9 @@ and charges each against a budget of calls and seconds. With a :class:`CallCache
 file per organism and budget) a call with the same tool and arguments is replayed instead of
 run, and charged its recorded seconds, so a sweep over tool subsets runs each tool once per
 organism and every subset sees the same outputs and spends the same budget. The cache key
-holds the package version, the pair's fingerprint (both sides' weights and adapters), the
-toolkit's budget, prompts and limits, the tool and its arguments: an entry computed for other
-models or settings is never replayed.
+holds the code version (package version and a hash of its code), the pair's fingerprint (both
+sides' weights and adapters), the toolkit's budget, prompts and limits, the tool and its
+arguments: an entry computed by other code, for other models or settings is never replayed.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from auditlens._version import __version__
+from auditlens._version import code_version
 from auditlens.agent.tools import TOOLS, Toolkit
 from auditlens.errors import AuditlensError
 from auditlens.hashing import sha256_json
@@ -53,7 +53,7 @@ def scope_of(toolkit: Toolkit) -> str:
     """What a tool's output depends on besides its arguments (a hash)."""
     prompts = toolkit.prompts if isinstance(toolkit.prompts, str) else repr(toolkit.prompts)
     return sha256_json({
-        "version": __version__, "pair": toolkit.pair.fingerprint,
+        "version": code_version(), "pair": toolkit.pair.fingerprint,
         "budget": repr(toolkit.budget), "prompts": prompts, "limits": toolkit.limits.to_json(),
         "training_data": sha256_json(list(toolkit.training_data or ())),
     })[:16]  # fmt: skip

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from auditlens._version import __version__
+from auditlens._version import code_version
 from auditlens.agent.calls import CallCache
 from auditlens.agent.game import BASE_VS_BASE, GameAnswer, Guess, grade, truth_for
 from auditlens.agent.investigator import INVESTIGATOR_BUDGETS, investigate
@@ -84,7 +84,7 @@ def run_organism(
         path = folder / f"{subset}.json"
         if path.is_file():
             done = json.loads(path.read_text())
-            if done.get("version") == __version__:  # an older package's record is redone
+            if done.get("version") == code_version():  # other code's record is redone
                 records.append(done)
                 continue
         pair = pair if pair is not None else load(name)
@@ -94,7 +94,7 @@ def run_organism(
         g = grade(result.answer, truth_for(name))
         cited = {c.tool for c in result.calls if c.id in set(g.matched_evidence)}
         record = {
-            "organism": name, "split": split, "subset": subset, "version": __version__,
+            "organism": name, "split": split, "subset": subset, "version": code_version(),
             "grade": g.model_dump(),
             "standalone": _standalone(result.by_tool, name), "cited": sorted(cited),
             "n_calls": len(result.calls), "tool_seconds": sum(c.seconds for c in result.calls),

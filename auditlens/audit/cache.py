@@ -1,14 +1,15 @@
 """Caches: a step's output under its key, and expensive artifacts shared across audits and
 the agent tools.
 
-**Step key** (:func:`step_key`): the package version, the step's name and settings, both
-models' weight fingerprints with their dtype, the prompt *contents* (when the step reads them)
-and the keys of the steps it reads. A step's output and artifacts live in
-``OUT/steps/<name>/<key>/``, written in a temporary folder and renamed into place, so a
+**Step key** (:func:`step_key`): the code version (:func:`auditlens._version.code_version`,
+the package version and a hash of its code, so an edit never reuses an old output), the step's
+name and settings, both models' weight fingerprints with their dtype, the prompt *contents*
+(when the step reads them) and the keys of the steps it reads. A step's output and artifacts
+live in ``OUT/steps/<name>/<key>/``, written in a temporary folder and renamed into place, so a
 finding only ever cites artifacts computed with it.
 
 **Artifact cache** (:class:`ArtifactCache`): harvested stores, crosscoders, ADL results and
-MELBO vectors, each in ``ROOT/<kind>/<key>/`` where the key hashes the package version, the
+MELBO vectors, each in ``ROOT/<kind>/<key>/`` where the key hashes the code version, the
 pair, the site(s), the method settings and the prompt contents. The root is
 ``$AUDITLENS_ARTIFACTS``, else ``<auditlens cache>/artifacts``. The audit's diffing step and
 the agent tools ask it for the same objects, so a crosscoder latent id in a report is the same
@@ -26,7 +27,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from auditlens._version import __version__
+from auditlens._version import code_version
 from auditlens.hashing import sha256_json
 from auditlens.models import ModelPair
 from auditlens.paths import cache_dir
@@ -68,7 +69,7 @@ def step_key(
     """The cache key of one step's output (see the module docstring)."""
     return sha256_json(
         {
-            "version": __version__,
+            "version": code_version(),
             "step": name,
             "settings": as_json(settings),
             "pair": pair_identity(pair),
@@ -109,7 +110,7 @@ class ArtifactCache:
         return root
 
     def key(self, kind: str, parts: Mapping[str, Any]) -> str:
-        return sha256_json({"kind": kind, "version": __version__, **as_json(parts)})
+        return sha256_json({"kind": kind, "version": code_version(), **as_json(parts)})
 
     def folder(self, kind: str, key: str) -> Path:
         return self.directory / kind / key[:32]
