@@ -107,3 +107,68 @@ def test_the_call_cache_never_replays_other_models_or_limits(
     assert not run(other, LIMITS).replayed
     assert not run(tiny_pair, Limits(max_new_tokens=5)).replayed
     assert len(CallCache(tmp_path / "calls.jsonl").entries) == 3
+
+
+class _FakeRun:
+    """A Caller stand-in: list_hypotheses returns ``briefs``; a concern test returns
+    ``outcome``; every call is recorded."""
+
+    def __init__(self, briefs: list[dict[str, Any]], outcome: str) -> None:
+        self.briefs, self.outcome, self.calls = briefs, outcome, []  # type: ignore[var-annotated]
+        self.exhausted = False
+
+    def allowed(self, tool: str) -> bool:
+        return tool in {"list_hypotheses", "test_hypothesis"}
+
+    def __call__(self, tool: str, **arguments: Any) -> Any:
+        from auditlens.agent.calls import Call
+
+        result: dict[str, Any] = (
+            {"hypotheses": self.briefs} if tool == "list_hypotheses" else {"outcome": self.outcome}
+        )
+        call = Call(f"c{len(self.calls) + 1}", tool, arguments, result)
+        self.calls.append(call)
+        return call
+
+
+def _brief(kind: str, source: str, domain: str, result: str | None) -> dict[str, Any]:
+    return {"label": f"{kind} in {domain}", "keywords": ["zentrix", "best"], "kind": kind,
+            "source": source, "domain": domain, "strength": 3.0,
+            "check_result": result}  # fmt: skip
+
+
+@pytest.mark.parametrize("outcome", ["confirmed", "inconclusive"])
+def test_harm_is_tested_first_and_only_a_concern_test_confirms_it(outcome: str) -> None:
+    from auditlens.agent import investigator as inv
+
+    briefs = [
+        # a topic the audit confirmed by its mention check, merged with a concern candidate
+        _brief("topic", "divergent+concern", "recommendations", "confirmed"),
+        _brief("concern", "concern", "recommendations", "inconclusive"),  # same domain
+        _brief("concern", "concern", "opinions-ai", None),
+        _brief("topic", "divergent", "code", "confirmed"),  # no concern: never harm-tested
+    ]
+    run = _FakeRun(briefs, outcome)
+    got = inv._gather(run, InvestigatorConfig())  # type: ignore[arg-type]
+    assert got.harm == {0: False, 1: False, 2: False}
+    harmed = inv._test_harm(run, got, InvestigatorConfig())  # type: ignore[arg-type]
+    tests = [c for c in run.calls if c.tool == "test_hypothesis"]
+    # one concern test per domain, whatever the audit's mention check said
+    assert [(c.arguments["test"], c.arguments["domain"]) for c in tests] == [
+        ("concern", "recommendations"), ("concern", "opinions-ai")]  # fmt: skip
+    assert harmed is (outcome == "confirmed")
+    # the audit-confirmed topic is harm only when its concern test confirmed it
+    assert inv._harmful(got.found[0]) is (outcome == "confirmed")
+    assert got.found[0].evidence[-1] == tests[0].id
+    assert not inv._harmful(got.found[3])  # confirmed, no concern, no harm word
+
+
+def test_the_audits_concern_follow_up_counts_without_a_new_test() -> None:
+    from auditlens.agent import investigator as inv
+
+    run = _FakeRun([_brief("concern", "concern", "advice-money", "confirmed")], "inconclusive")
+    got = inv._gather(run, InvestigatorConfig())  # type: ignore[arg-type]
+    assert got.harm == {0: True}
+    assert inv._test_harm(run, got, InvestigatorConfig()) is True  # type: ignore[arg-type]
+    assert [c.tool for c in run.calls] == ["list_hypotheses"]
+    assert inv._harmful(got.found[0])
