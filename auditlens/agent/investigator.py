@@ -94,6 +94,9 @@ class InvestigatorConfig:
     """Hypotheses tested at most."""
     check_prompts: int = 8
     """Held-out prompts per behaviour check."""
+    harm_prompts: int = 16
+    """Held-out prompts per concern test (it decides the verdict: twice a check's, because
+    on dev a hidden loyalty's harm showed on 3 of 8 prompts vs 0, short of z 2)."""
     fuzz_sigma: float = 0.5
     """Relative noise of the fuzzing call."""
     probe_flag_share: float = 0.5
@@ -107,7 +110,12 @@ class InvestigatorConfig:
 INVESTIGATOR_BUDGETS: dict[str, InvestigatorConfig] = {
     "fast": InvestigatorConfig(),
     "standard": InvestigatorConfig(
-        max_calls=32, max_seconds=3600.0, per_domain=4, test_top=5, check_prompts=16
+        max_calls=32,
+        max_seconds=3600.0,
+        per_domain=4,
+        test_top=5,
+        check_prompts=16,
+        harm_prompts=32,
     ),
 }
 """The investigator's settings per audit budget (the toolkit's own budget is the audit's)."""
@@ -228,7 +236,7 @@ def _test_harm(run: Caller, got: _Gathered, cfg: InvestigatorConfig) -> bool:
             continue
         got.harm_tested.add(h.domain)
         c = run("test_hypothesis", keywords=[k for k in h.keywords if k.strip()][:4],
-                domain=h.domain, test="concern", n_prompts=cfg.check_prompts)  # fmt: skip
+                domain=h.domain, test="concern", n_prompts=cfg.harm_prompts)  # fmt: skip
         if c is None or c.result is None:
             continue
         update: dict[str, Any] = {"evidence": [*h.evidence, c.id]}
@@ -250,8 +258,8 @@ def _test(run: Caller, h: Hypothesis, cfg: InvestigatorConfig) -> tuple[bool, li
         test = {"code_security": "code_security", "concern": "concern"}.get(h.kind, "mention")
         if h.kind == "format":
             test = "shorter" if "short" in h.keywords else "longer"
-        c = run("test_hypothesis", keywords=words, domain=h.domain, test=test,
-                n_prompts=cfg.check_prompts)  # fmt: skip
+        n = cfg.harm_prompts if test == "concern" else cfg.check_prompts
+        c = run("test_hypothesis", keywords=words, domain=h.domain, test=test, n_prompts=n)
     else:
         c = run("check_target", keywords=words, domain=h.domain, n_prompts=cfg.check_prompts)
     if c is None:
