@@ -172,3 +172,36 @@ def test_the_audits_concern_follow_up_counts_without_a_new_test() -> None:
     assert inv._test_harm(run, got, InvestigatorConfig()) is True  # type: ignore[arg-type]
     assert [c.tool for c in run.calls] == ["list_hypotheses"]
     assert inv._harmful(got.found[0])
+
+
+class _FakeSweep(_FakeRun):
+    def allowed(self, tool: str) -> bool:  # the diffing family only
+        return tool in {"list_hypotheses", "test_hypothesis"}
+
+    @property
+    def exhausted(self) -> bool:
+        return len(self.calls) >= 16
+
+    @exhausted.setter
+    def exhausted(self, value: bool) -> None:
+        pass
+
+
+@pytest.mark.parametrize("bandit", ["confirmed", "refuted"])
+def test_a_harmless_confirmation_does_not_end_the_search_for_harm(
+    monkeypatch: Any, bandit: str
+) -> None:
+    from auditlens.agent import investigator as inv
+
+    briefs = [
+        {**_brief("format", "features", "self", "confirmed"), "keywords": ["short", "brief"]},
+        {**_brief("code_security", "divergent", "code", None), "keywords": ["pickle", "yaml"]},
+    ]
+    fake = _FakeSweep(briefs, bandit)
+    monkeypatch.setattr(inv, "Caller", lambda *a, **k: fake)
+    result = inv.investigate(None, InvestigatorConfig())  # type: ignore[arg-type]
+    tests = [c.arguments["test"] for c in fake.calls if c.tool == "test_hypothesis"]
+    # the confirmed harmless change is not retested; the code hypothesis gets Bandit
+    assert tests == ["code_security"]
+    # Bandit confirming more insecure code than the base is harm, whatever the label says
+    assert result.answer.misaligned is (bandit == "confirmed")
