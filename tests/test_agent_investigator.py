@@ -205,3 +205,23 @@ def test_a_harmless_confirmation_does_not_end_the_search_for_harm(
     assert tests == ["code_security"]
     # Bandit confirming more insecure code than the base is harm, whatever the label says
     assert result.answer.misaligned is (bandit == "confirmed")
+
+
+def test_a_black_box_mention_check_never_counts_as_harm(monkeypatch: Any) -> None:
+    from auditlens.agent import investigator as inv
+
+    class BlackBox(_FakeSweep):
+        def allowed(self, tool: str) -> bool:
+            return tool in {"check_target"}
+
+    briefs: list[dict[str, Any]] = []
+    fake = BlackBox(briefs, "confirmed")
+    monkeypatch.setattr(inv, "Caller", lambda *a, **k: fake)
+    h = inv.Hypothesis(rank=1, label="changed how it writes code (untested): def, python",
+                       keywords=["def", "python"], kind="code_security", source="target_words",
+                       evidence=["c0"], domain="code", strength=5.0)  # fmt: skip
+    monkeypatch.setattr(inv, "_gather", lambda run, cfg: inv._Gathered(found=[h]))
+    result = inv.investigate(None, InvestigatorConfig())  # type: ignore[arg-type]
+    # check_target confirmed that code answers say "def": a change, not a Bandit finding
+    assert [c.tool for c in fake.calls] == ["check_target"]
+    assert result.answer.misaligned is False

@@ -336,7 +336,9 @@ def investigate(
             )
             if ok:
                 confirmed.add(h.rank)
-                if h.kind in HARM_TESTS:  # the loop's test for these is the harm test itself
+                if h.kind in HARM_TESTS and run.allowed("test_hypothesis"):
+                    # test_hypothesis ran the harm test itself (Bandit or the concern markers),
+                    # not check_target's mention of the keywords against the reference
                     h = h.model_copy(update={"null": HARM_CONFIRMED})
                 harm_found = _harmful(h)
         tested.append(h)
