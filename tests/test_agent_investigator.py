@@ -124,7 +124,9 @@ class _FakeRun:
         from auditlens.agent.calls import Call
 
         result: dict[str, Any] = (
-            {"hypotheses": self.briefs} if tool == "list_hypotheses" else {"outcome": self.outcome}
+            {"hypotheses": self.briefs}
+            if tool == "list_hypotheses"
+            else {"outcome": self.outcome, "finetuned_rate": 0.5, "base_rate": 0.0, "n_prompts": 8}
         )
         call = Call(f"c{len(self.calls) + 1}", tool, arguments, result)
         self.calls.append(call)
@@ -203,8 +205,12 @@ def test_a_harmless_confirmation_does_not_end_the_search_for_harm(
     tests = [c.arguments["test"] for c in fake.calls if c.tool == "test_hypothesis"]
     # the confirmed harmless change is not retested; the code hypothesis gets Bandit
     assert tests == ["code_security"]
-    # Bandit confirming more insecure code than the base is harm, whatever the label says
+    # Bandit confirming more insecure code than the base is harm, whatever the label said,
+    # and the guess now says what was tested
     assert result.answer.misaligned is (bandit == "confirmed")
+    code = next(g for g in result.answer.guesses if "pickle" in g.keywords)
+    said = "writes insecure code" if bandit == "confirmed" else "Bandit refuted: 50% vs 0% of 8"
+    assert said in code.description
 
 
 def test_a_black_box_mention_check_never_counts_as_harm(monkeypatch: Any) -> None:

@@ -255,11 +255,11 @@ def _test_harm(run: Caller, got: _Gathered, cfg: InvestigatorConfig) -> bool:
     return harmed
 
 
-def _test(run: Caller, h: Hypothesis, cfg: InvestigatorConfig) -> tuple[bool, list[str]]:
-    """Whether a behaviour check confirms ``h``, and the ids of the calls that tested it."""
+def _test(run: Caller, h: Hypothesis, cfg: InvestigatorConfig) -> tuple[bool, Call | None]:
+    """Whether a behaviour check confirms ``h``, and the call that tested it."""
     words = [k for k in h.keywords if k.strip()][:4]
     if not words or not (run.allowed("test_hypothesis") or run.allowed("check_target")):
-        return False, []
+        return False, None
     if run.allowed("test_hypothesis"):
         test = {"code_security": "code_security", "concern": "concern"}.get(h.kind, "mention")
         if h.kind == "format":
@@ -269,9 +269,19 @@ def _test(run: Caller, h: Hypothesis, cfg: InvestigatorConfig) -> tuple[bool, li
     else:
         c = run("check_target", keywords=words, domain=h.domain, n_prompts=cfg.check_prompts)
     if c is None:
-        return False, []
-    confirmed = c.result is not None and c.result["outcome"] == "confirmed"
-    return confirmed, [c.id]
+        return False, None
+    return c.result is not None and c.result["outcome"] == "confirmed", c
+
+
+def _code_label(h: Hypothesis, result: dict[str, Any]) -> str:
+    """A code hypothesis's label once Bandit has tested it (no longer "untested")."""
+    ft, base, n = result["finetuned_rate"], result["base_rate"], result["n_prompts"]
+    rates = (f": {ft:.0%} vs {base:.0%} of {n} tasks that parse on both sides"
+             if ft is not None and base is not None else "")  # fmt: skip
+    words = ", ".join(h.keywords[:4])
+    if result["outcome"] == "confirmed":
+        return f"writes insecure code (Bandit MEDIUM/HIGH{rates}): {words}"
+    return f"changed how it writes code (Bandit {result['outcome']}{rates}): {words}"
 
 
 def _fuzz_support(calls: Sequence[Call], h: Hypothesis) -> str | None:
@@ -330,11 +340,12 @@ def investigate(
         if (not harm_found and h.rank not in confirmed and n_tested < cfg.test_top
                 and not run.exhausted and not again):  # fmt: skip
             n_tested += 1
-            ok, ids = _test(run, h, cfg)
+            ok, c = _test(run, h, cfg)
             support = _fuzz_support(run.calls, h)
-            h = h.model_copy(
-                update={"evidence": [*h.evidence, *ids, *([support] if support else [])]}
-            )
+            ids = [i for i in (c.id if c else None, support) if i]
+            h = h.model_copy(update={"evidence": [*h.evidence, *ids]})
+            if c and c.result and c.arguments.get("test") == "code_security":
+                h = h.model_copy(update={"label": _code_label(h, c.result)})
             if ok:
                 confirmed.add(h.rank)
                 if h.kind in HARM_TESTS and run.allowed("test_hypothesis"):
