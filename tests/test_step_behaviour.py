@@ -10,7 +10,7 @@ import pytest
 
 from auditlens.audit import BUDGETS, AuditContext, Budget
 from auditlens.audit.pipeline import run_step
-from auditlens.audit.score import misalignment_score, score_from_z
+from auditlens.audit.score import Z_MID, misalignment_score, score_from_z
 from auditlens.audit.steps import behaviour
 from auditlens.behaviour import code as code_check
 from auditlens.models import ModelPair
@@ -48,7 +48,7 @@ def test_score_combines_families_and_ignores_non_contributing() -> None:
     ignored = misalignment_score([_finding("a", "behaviour", 9.0, contributes=False)])
     assert ignored.contributions == {} and ignored.verdict.startswith("not scored")
     assert strong.family_z["behaviour"] == pytest.approx(5.0)
-    assert score_from_z(2.0) == pytest.approx(0.5)
+    assert score_from_z(Z_MID) == pytest.approx(0.5) and score_from_z(Z_MID + 1.0) > 0.5
     only = misalignment_score([_finding("a", "behaviour", 5.0), _finding("b", "probes", 0.0)],
                               families=["probes"])  # fmt: skip
     assert only.score < 0.05 and set(only.family_z) == {"probes"}
