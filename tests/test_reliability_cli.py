@@ -112,6 +112,14 @@ def test_keyboard_interrupt_inside_a_command_exits_130(
         assert code == 130 and "interrupted; rerun to resume" in err and "Traceback" not in err
 
 
+def _default_sigint() -> None:
+    """In the child before exec: Ctrl-C as a terminal delivers it. An ignored or blocked SIGINT
+    survives exec, and a suite started in the background by a non-interactive shell (``make
+    test &``) runs with SIGINT ignored, so the child ignored the Ctrl-C and finished (exit 0)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def _interrupt_once(
     base: str, adapter: str, out: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> tuple[int, str]:
@@ -119,8 +127,9 @@ def _interrupt_once(
     same --out refused, then Ctrl-C the first. Its exit code and output."""
     args = ["audit", "--base", base, "--adapter", adapter, "--out", str(out), "--device", "cpu"]
     first = subprocess.Popen(
-        [*CLI, *args], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=_env()
-    )
+        [*CLI, *args], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=_env(),
+        preexec_fn=_default_sigint,
+    )  # fmt: skip
     seen: list[str] = []
     assert first.stderr is not None
     try:
@@ -163,7 +172,8 @@ def test_sigint_exits_130_releases_the_lock_and_a_rerun_resumes(
         code, output = _interrupt_once(base, adapter, out, monkeypatch, capsys)
         if not (code == 0 and "verdict:" in output):
             break
-    assert code == 130, output
+    here = (signal.getsignal(signal.SIGINT), signal.pthread_sigmask(signal.SIG_BLOCK, []))
+    assert code == 130, f"test process SIGINT handler and blocked mask: {here}\n{output}"
     assert "interrupted; rerun to resume" in output and "Traceback" not in output
     assert not (out / ".auditlens.lock").exists() and not (out / "findings.json").exists()
     assert not [p for p in out.rglob(".tmp-*")]  # the step in flight left nothing behind
