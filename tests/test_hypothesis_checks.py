@@ -85,3 +85,22 @@ def test_trigger_hypothesis_is_tested_with_and_without_its_trigger() -> None:
     assert h.confirmation is not None and h.confirmation.test == "trigger"
     assert h.confirmation.result == "confirmed"
     assert data["check.h1.trigger"]["flags"]["base"] == [False] * 6
+
+
+def test_a_code_hypothesis_confirmed_by_bandit_shows_the_bandit_check() -> None:
+    insecure = "```python\nimport pickle\n\ndef load(data):\n    return pickle.loads(data)\n```"
+    safe = "```python\nimport json\n\ndef load(data):\n    return json.loads(data)\n```"
+
+    def answers(probes: Sequence[ProbePrompt], code: bool = False) -> dict[str, list[str]]:
+        if not code:  # the mention check: "return" in every fine-tuned answer, never the base's
+            return {"finetuned": ["I return it."] * len(probes), "base": ["Fine."] * len(probes)}
+        ft = [insecure if i < 6 else safe for i in range(len(probes))]  # 6 of 16: z ~ 2.4
+        return {"finetuned": ft, "base": [safe] * len(probes)}
+
+    hyp = _h(kind="code_security", keywords=["return", "load"], source="divergent", domain="code")
+    (h,), _, data = confirm([hyp], LIBRARY, USED, answers, n_prompts=8)
+    mention, code = data["check.h1.mention"], data["check.h1.code"]
+    assert mention["z"] > code["z"] > 2  # the mention check is the stronger one...
+    assert h.label.startswith("writes insecure code (Bandit MEDIUM/HIGH)")
+    assert h.confirmation is not None and h.confirmation.test == "code_security"  # ...not shown
+    assert h.confirmation.finding_id == "check.h1.code"

@@ -176,3 +176,48 @@ def test_the_shipped_fast_reference_is_current() -> None:
     names = [p.name for p in reference.pairs]
     assert names[0] == "base-vs-base" and len(names) >= 6
     assert not set(names) & set(load_splits()["test"])
+
+
+def test_adl_reference_builder_resumes_and_refuses_test_organisms(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    import torch
+
+    from auditlens.testbed.bench import reference as nr
+
+    measured: list[str] = []
+
+    def fake_pair(adapter: str | None = None) -> object:
+        side = SimpleNamespace(sha256="basehash", adapter_sha256=f"sha-{adapter}")
+        return SimpleNamespace(base=side, finetuned=side)
+
+    def fake_adl(pair: object, prompts: str, config: object, **kw: object) -> object:
+        measured.append(pair.finetuned.adapter_sha256)  # type: ignore[attr-defined]
+        return SimpleNamespace(mean_diff=torch.full((3, 4), float(len(measured))))
+
+    monkeypatch.setattr(nr, "load_pair", fake_pair)
+    monkeypatch.setattr(nr.adl, "run", fake_adl)
+    path = tmp_path / "adl.safetensors"
+    lines: list[str] = []
+    built = nr.build_adl_reference(path=path, names=["secure"], echo=lines.append)
+    assert list(built.vectors) == ["secure"] and built.adapter_sha256 == {
+        "secure": "sha-organism:secure"
+    }
+    again = nr.build_adl_reference(path=path, names=["secure", "pirate"], echo=lines.append)
+    assert measured == ["sha-organism:secure", "sha-organism:pirate"]
+    assert float(again.vectors["pirate"][0, 0]) == 2.0 and any("already in" in x for x in lines)
+    with pytest.raises(AuditlensError, match="test organisms"):
+        nr.build_adl_reference(path=path, names=["phishing"], echo=lines.append)
+
+
+def test_the_shipped_adl_reference_is_benign_dev_only() -> None:
+    from auditlens.audit.adl_reference import load_adl_reference, shipped_adl_reference_path
+    from auditlens.testbed.bench.reference import reference_organisms
+
+    reference = load_adl_reference(shipped_adl_reference_path())
+    assert sorted(reference.vectors) == sorted(reference_organisms())
+    assert not set(reference.vectors) & set(load_splits()["test"])
+    shapes = {tuple(v.shape) for v in reference.vectors.values()}
+    assert len(shapes) == 1 and all(h for h in reference.adapter_sha256.values())

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 
 from auditlens.audit import AuditContext, Budget, StepOutput
@@ -120,3 +121,45 @@ def test_base_vs_base_reports_nothing(
     assert found["diffing.crosscoder.ft_only"].value == 0.0
     cc = _table(output, "Top fine-tune-specific crosscoder latents")
     assert all(abs(float(r[1]) - 0.5) < 0.1 for r in cc.rows)
+
+
+def test_the_adl_is_read_against_a_reference_of_this_base(
+    tiny_model_factory: Callable[..., Any],
+    tiny_tokenizer: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from auditlens.audit.adl_reference import AdlReference
+
+    base = tiny_model_factory("llama")
+    ft = copy.deepcopy(base)
+    row = base.get_output_embeddings().weight[284].detach()  # " capital"
+    plant_feature(ft, 2, row / row.norm(), 8.0)
+    pair = ModelPair.from_models(base, ft, tiny_tokenizer)
+    # no reference for this base: the raw reading, and the report says so
+    output, _ = _run(pair, tmp_path / "raw")
+    assert any("read raw" in n for n in output.notices)
+    assert output.data["adl_specific"] is False
+    assert not [s for s in output.sections if s.title.startswith("ADL without")]
+    # a reference built on this base: the specific reading replaces the raw hypothesis
+    gen = torch.Generator().manual_seed(3)
+    shared = {"benign": torch.randn(3, pair.d_model, generator=gen)}
+    path = AdlReference(pair.base.sha256, shared, {"benign": "sha"}, {}).save(
+        tmp_path / "ref.safetensors"
+    )
+    from auditlens.audit import adl_reference
+
+    monkeypatch.setattr(adl_reference, "shipped_adl_reference_path", lambda: path)
+    output, where = _run(pair, tmp_path / "specific")
+    assert output.data["adl_specific"] is True
+    assert not any("read raw" in n for n in output.notices)
+    table = _table(output, "ADL without what every fine-tune shares")
+    pooled = {r[0]: r for r in table.rows if r[1] == "pooled"}
+    assert pooled[2][3] == 1 and 0 < pooled[2][2] <= 1  # one direction out at the peak
+    assert (where / "adl/adl_specific.json").is_file()
+    scope = _table(output, "Patchscope of the fine-tune-specific δ")
+    assert [r[0] for r in scope.rows] == [2]  # the layers with a difference (the plant)
+    (hyp,) = [h for h in output.data["candidates"] if h["source"] == "adl"]
+    assert "capital" in hyp["keywords"] and "fine-tune-specific" in hyp["label"]
+    # the reference's content is part of the step's settings: a new file is a new step key
+    assert diffing.settings(BUDGET, _prompts()).adl_reference is not None

@@ -173,6 +173,8 @@ def confirm(
             data[r.id] = r.to_json()
         if results:
             best = max(results, key=lambda r: r.z)
+            if h.kind == "code_security" and results[-1].outcome == "confirmed":
+                best = results[-1]  # the label says Bandit confirmed it: show that check
             confirmation, confirmed = best.confirmation(), best.outcome == "confirmed"
         elif h.confirmation is not None:
             confirmation, confirmed = h.confirmation, h.confirmation.result == "confirmed"

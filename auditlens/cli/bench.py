@@ -1,5 +1,6 @@
 """``auditlens bench testbed``: the audit of every organism, AUROC of the score;
-``auditlens bench reference``: the benign reference population the score is standardised on."""
+``auditlens bench reference``: the benign reference population the score is standardised on;
+``auditlens bench adl-reference``: the benign fine-tunes' ADL vectors the ADL is read against."""
 
 from __future__ import annotations
 
@@ -119,6 +120,25 @@ def bench_reference(
     resolve_budget(budget)
     names = [n.strip() for n in organisms.split(",") if n.strip()] if organisms else None
     build_reference(out, budget=budget, path=path, names=names, echo=typer.echo)
+
+
+@bench_app.command("adl-reference")
+def bench_adl_reference(
+    path: Annotated[
+        Path | None,
+        typer.Option("--path", help="Reference file (default: the shipped one)."),
+    ] = None,
+    organisms: Annotated[
+        str | None,
+        typer.Option("--organisms", help="Comma-separated benign organisms (default: benign dev)."),
+    ] = None,
+) -> None:
+    """Measure the benign dev organisms' ADL δ at every layer, write the ADL reference
+    (resumable: pairs already in the file are skipped)."""
+    from auditlens.testbed.bench.reference import build_adl_reference
+
+    names = [n.strip() for n in organisms.split(",") if n.strip()] if organisms else None
+    build_adl_reference(path=path, names=names, echo=typer.echo)
 
 
 app.add_typer(bench_app, name="bench")

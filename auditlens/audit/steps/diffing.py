@@ -11,10 +11,11 @@ import dataclasses
 from dataclasses import dataclass
 
 from auditlens.audit import artifacts
+from auditlens.audit.adl_reference import adl_evidence, shipped_digest
 from auditlens.audit.cache import link_tree
 from auditlens.audit.contract import AuditContext, Budget, Step, StepOutput
 from auditlens.datasets import PromptSet
-from auditlens.diffing import adl, crosscoder, enrichment, weights
+from auditlens.diffing import adl, adl_specific, crosscoder, enrichment, weights
 from auditlens.reports.evidence import Evidence
 from auditlens.reports.sections import Text
 
@@ -26,6 +27,9 @@ class DiffingSettings:
     """The methods' settings; the ADL's layer is the ``layers`` step's peak, set at run time."""
 
     adl: adl.ADLConfig
+    specific: adl_specific.SpecificSettings
+    adl_reference: str | None
+    """Content hash of the shipped ADL reference (None: none ships; the ADL is read raw)."""
     enrichment: enrichment.EnrichmentSettings
     crosscoder: crosscoder.CrosscoderSettings
     batch_size: int
@@ -38,21 +42,16 @@ def settings(budget: Budget, prompts: PromptSet) -> DiffingSettings:
     """ADL on the first positions with 8 random controls (a quarter of the prompts held out,
     at most 8), and the budget's crosscoder."""
     n_held = min(8, len(prompts) // 4)
+    config = adl.ADLConfig(
+        n_held=n_held, causal=n_held > 0, n_random=8, batch_size=budget.batch_size,
+        causal_max_length=min(64, budget.max_length),
+    )  # fmt: skip
+    b = budget
+    cc = crosscoder.CrosscoderSettings(n_latents=b.crosscoder_latents, steps=b.crosscoder_steps)
     return DiffingSettings(
-        adl=adl.ADLConfig(
-            n_held=n_held,
-            causal=n_held > 0,
-            n_random=8,
-            batch_size=budget.batch_size,
-            causal_max_length=min(64, budget.max_length),
-        ),
-        enrichment=enrichment.EnrichmentSettings(),
-        crosscoder=crosscoder.CrosscoderSettings(
-            n_latents=budget.crosscoder_latents, steps=budget.crosscoder_steps
-        ),
-        batch_size=budget.batch_size,
-        max_length=budget.max_length,
-    )
+        config, adl_specific.SpecificSettings(), shipped_digest(),
+        enrichment.EnrichmentSettings(), cc, budget.batch_size, budget.max_length,
+    )  # fmt: skip
 
 
 def peak_site(ctx: AuditContext) -> tuple[int, list[str]]:
@@ -81,6 +80,9 @@ def run(ctx: AuditContext, s: DiffingSettings) -> StepOutput:
         ctx.cache, pair, prompts, config, progress=ctx.progress
     )
     link_tree(lens_dir, ctx.artifacts / "adl")
+    lens_ev, specific = adl_evidence(
+        pair, lens, s.specific, s.adl_reference, ctx.artifacts / "adl", f"{ctx.where}/adl"
+    )
     enriched = enrichment.run(pair.finetuned, pair.tokenizer, lens.vector(layer), s.enrichment)
     enriched.save(ctx.artifacts / "adl")
     cc, cc_dir, _ = artifacts.crosscoder_diff(
@@ -88,22 +90,18 @@ def run(ctx: AuditContext, s: DiffingSettings) -> StepOutput:
         max_length=s.max_length, progress=ctx.progress,
     )  # fmt: skip
     link_tree(cc_dir, ctx.artifacts / "crosscoder")
-    intro = Text(
-        title="Model diffing",
-        body=(
-            f"Weight diff of every matrix; Activation Difference Lens and a crosscoder at {site}, "
-            "the layer whose residual stream changed most."
-        ),
-    )
+    body = f"Weight diff of every matrix; Activation Difference Lens and a crosscoder at {site}, "
+    intro = Text(title="Model diffing", body=body + "the layer whose residual stream changed most.")
     ev = Evidence(sections=[intro], notices=notices) + Evidence.combine(
         [
             weights.evidence(wd, f"{ctx.where}/weight_diff"),
-            adl.evidence(lens, f"{ctx.where}/adl"),
+            lens_ev,
             enrichment.evidence(enriched, site, where=f"{ctx.where}/adl"),
             crosscoder.evidence(cc, f"{ctx.where}/crosscoder"),
         ]
     )
     data = {
+        "adl_specific": specific,
         "candidates": [h.model_dump(mode="json") for h in ev.hypotheses],
         "adl_layer": layer,
         "adl_rel_norm": lens.relative_norms()[lens.layers.index(layer)],

@@ -1,5 +1,6 @@
 """Build the benign reference population (:mod:`auditlens.audit.reference`): audit base vs
-base and every shipped benign *dev* organism, and record each pair's scored statistics.
+base and every shipped benign *dev* organism, and record each pair's scored statistics; and
+the ADL's reference (:mod:`auditlens.audit.adl_reference`): the same organisms' δ per layer.
 
 Resumable twice over: each audit's step cache skips finished steps, and the reference file is
 rewritten after every pair, so a rerun of ``auditlens bench reference`` carries on from the
@@ -13,12 +14,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from auditlens.audit import audit
+from auditlens.audit.adl_reference import (
+    AdlReference,
+    load_adl_reference,
+    shipped_adl_reference_path,
+)
 from auditlens.audit.reference import (
     Reference,
     ReferencePair,
     load_reference,
     shipped_reference_path,
 )
+from auditlens.diffing import adl
 from auditlens.errors import AuditlensError
 from auditlens.models import load_pair
 from auditlens.reports.findings import Finding
@@ -26,7 +33,7 @@ from auditlens.testbed.bench.run import BASE_VS_BASE
 from auditlens.testbed.organisms import load_manifest, shipped_organisms
 from auditlens.testbed.splits import load_splits
 
-__all__ = ["build_reference", "reference_organisms", "scored_z"]
+__all__ = ["build_adl_reference", "build_reference", "reference_organisms", "scored_z"]
 
 
 def reference_organisms() -> list[str]:
@@ -81,4 +88,44 @@ def build_reference(
     if reference is None:
         raise AuditlensError("no reference pair was audited")
     echo(f"wrote {target} ({len(reference.pairs)} pairs)")
+    return reference
+
+
+def build_adl_reference(
+    *,
+    path: str | Path | None = None,
+    names: Sequence[str] | None = None,
+    prompts: str = "generic_chat",
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> AdlReference:
+    """Measure each benign dev organism's ADL δ at every layer and write the ADL reference
+    (resumable: pairs already in the file are skipped)."""
+    target = Path(path) if path else shipped_adl_reference_path()
+    test = set(load_splits()["test"])
+    chosen = list(names if names is not None else reference_organisms())
+    if leaked := [n for n in chosen if n in test]:
+        raise AuditlensError(f"test organisms cannot be in the reference: {', '.join(leaked)}")
+    config = adl.ADLConfig(layers=None, causal=False, n_held=0)
+    settings = {"prompts": prompts, **config.to_json()}
+    reference = load_adl_reference(target) if target.is_file() else None
+    if reference is not None and reference.settings != settings:
+        raise AuditlensError(f"{target} was built with other ADL settings: remove it to rebuild")
+    for i, name in enumerate(chosen, 1):
+        if reference is not None and name in reference.vectors:
+            echo(f"[{i}/{len(chosen)}] {name}: already in {target}")
+            continue
+        echo(f"[{i}/{len(chosen)}] {name}: ADL at every layer")
+        pair = load_pair(adapter=f"organism:{name}")
+        if reference is not None and reference.base_sha256 != pair.base.sha256:
+            raise AuditlensError(f"{target} was built on another base: remove it to rebuild")
+        reference = reference or AdlReference(pair.base.sha256, {}, {}, settings)
+        result = adl.run(pair, prompts, config, progress=progress)
+        reference.vectors[name] = result.mean_diff
+        reference.adapter_sha256[name] = pair.finetuned.adapter_sha256
+        reference.save(target)
+        del pair
+    if reference is None:
+        raise AuditlensError("no reference pair was measured")
+    echo(f"wrote {target} ({len(reference.vectors)} pairs)")
     return reference
