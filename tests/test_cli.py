@@ -24,6 +24,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     "command",
     [
         [], ["audit"], ["harvest"], ["organisms"], ["bench", "testbed"], ["bench", "reference"],
+        ["bench", "adl-reference"],
         ["mcp"], ["agent", "scripted"], ["agent", "investigate"], ["bench", "game"], ["probes"],
         ["probes", "vulnerable-code"], ["probes", "drift"],
         ["probes", "build-data"],
@@ -40,6 +41,16 @@ def test_bench_bad_split_is_one_line_exit_2() -> None:
     assert proc.returncode == 2 and lines == [
         "error: --split must be all, dev or test, not 'train'"
     ]
+
+
+def test_adl_reference_refuses_test_organisms(tmp_path: Path) -> None:
+    path = tmp_path / "ref.safetensors"
+    proc = _cli("bench", "adl-reference", "--organisms", "phishing", "--path", str(path))
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and lines == [
+        "error: test organisms cannot be in the reference: phishing"
+    ]
+    assert not path.exists()
 
 
 def test_user_error_is_one_line_exit_2(tmp_path: Path) -> None:
