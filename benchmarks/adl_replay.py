@@ -1,6 +1,6 @@
 """Replay discovery with the ADL read against the benign reference, on audits already run.
 
-    python benchmarks/adl_replay.py --audits out/devall [--organisms NAME ...]
+    python benchmarks/adl_replay.py --audits out/devall [--organisms NAME ...] [--device cpu|cuda]
 
 For each organism folder (``AUDITS/NAME/``, an audit by ``auditlens bench testbed``) it loads
 the cached ADL result and the discovery step's candidates, reads the ADL against the shipped
@@ -29,7 +29,7 @@ from auditlens.reports.findings import Hypothesis
 from auditlens.testbed.roster import ORGANISMS
 
 
-def _one(folder: Path) -> dict[str, object]:
+def _one(folder: Path, device: str | None = None) -> dict[str, object]:
     name = folder.name
     spec = ORGANISMS[name]
     truth, synonyms = list(spec.keywords), dict(spec.synonyms)
@@ -38,7 +38,7 @@ def _one(folder: Path) -> dict[str, object]:
     candidates = [Hypothesis.model_validate(h) for h in step["output"]["data"]["candidates"]]
     final = json.loads((folder / "findings.json").read_text())["hypotheses"]
     labels = {tuple(h["keywords"]): h["label"] for h in final}
-    pair = load_pair(adapter=f"organism:{name}")
+    pair = load_pair(adapter=f"organism:{name}", device=device)
     reference = load_adl_reference(shipped_adl_reference_path())
     leave = reference.member(pair.finetuned.adapter_sha256)
     shared = {layer: reference.directions(layer, leave) for layer in result.layers}
@@ -69,12 +69,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--audits", type=Path, required=True)
     ap.add_argument("--organisms", nargs="*")
+    ap.add_argument("--device", default=None, help="cpu or cuda (default: auto)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     folders = sorted(p for p in args.audits.iterdir() if p.name in ORGANISMS)
     if args.organisms:
         folders = [p for p in folders if p.name in args.organisms]
-    rows = [_one(p) for p in folders]
+    rows = [_one(p, args.device) for p in folders]
     for r in rows:
         print(f"{r['name']:20s} d@3 {r['d3']} d@10 {r['d10']} adl matches {r['adl_matches']} "
               f"words {r['words']}")  # fmt: skip
