@@ -22,6 +22,11 @@ bench_app = typer.Typer(
 )
 
 
+def _names(organisms: str | None) -> list[str] | None:
+    """A comma-separated ``--organisms`` value as names (None: the default set)."""
+    return [n.strip() for n in organisms.split(",") if n.strip()] if organisms else None
+
+
 @bench_app.command("testbed")
 def bench_testbed(
     out: Annotated[Path, typer.Option("--out", help="Folder for the per-pair audits.")] = Path(
@@ -47,7 +52,7 @@ def bench_testbed(
     """Audit every shipped organism and base vs base; report AUROCs on dev and test apart and
     per family (base vs base is reported as a control, never counted)."""
     resolve_budget(budget)
-    names = [n.strip() for n in organisms.split(",") if n.strip()] if organisms else None
+    names = _names(organisms)
     if split not in ("all", "dev", "test"):
         raise AuditlensError(f"--split must be all, dev or test, not {split!r}")
     if split != "all" and names is None:
@@ -89,7 +94,7 @@ def bench_game(
 ) -> None:
     """The affordance sweep: the built-in investigator on every shipped organism (and base vs
     base) per tool subset, graded by the auditing game; dev and test apart."""
-    names = [n.strip() for n in organisms.split(",") if n.strip()] if organisms else None
+    names = _names(organisms)
     chosen = [s.strip() for s in subsets.split(",") if s.strip()]
     records = run_sweep(out, budget=budget, split=split, subsets=chosen, organisms=names)
     tables = render_game_tables(records, budget)
@@ -118,7 +123,7 @@ def bench_reference(
     from auditlens.testbed.bench.reference import build_reference
 
     resolve_budget(budget)
-    names = [n.strip() for n in organisms.split(",") if n.strip()] if organisms else None
+    names = _names(organisms)
     build_reference(out, budget=budget, path=path, names=names, echo=typer.echo)
 
 
@@ -137,7 +142,7 @@ def bench_adl_reference(
     (resumable: pairs already in the file are skipped)."""
     from auditlens.testbed.bench.reference import build_adl_reference
 
-    names = [n.strip() for n in organisms.split(",") if n.strip()] if organisms else None
+    names = _names(organisms)
     build_adl_reference(path=path, names=names, echo=typer.echo)
 
 

@@ -55,6 +55,15 @@ def scored_z(findings: Sequence[Finding]) -> dict[str, float]:
     }
 
 
+def _benign(names: Sequence[str] | None) -> list[str]:
+    """``names`` (default: the benign dev organisms); a test organism is an error."""
+    chosen = list(names if names is not None else reference_organisms())
+    test = set(load_splits()["test"])
+    if leaked := [n for n in chosen if n in test]:
+        raise AuditlensError(f"test organisms cannot be in the reference: {', '.join(leaked)}")
+    return chosen
+
+
 def build_reference(
     out_dir: str | Path,
     *,
@@ -66,10 +75,7 @@ def build_reference(
 ) -> Reference:
     """Audit each reference pair into ``out_dir/<name>/`` and write the reference file."""
     target = Path(path) if path else shipped_reference_path(budget)
-    test = set(load_splits()["test"])
-    chosen = [BASE_VS_BASE, *(names if names is not None else reference_organisms())]
-    if leaked := [n for n in chosen if n in test]:
-        raise AuditlensError(f"test organisms cannot be in the reference: {', '.join(leaked)}")
+    chosen = [BASE_VS_BASE, *_benign(names)]
     reference: Reference | None = load_reference(target) if target.is_file() else None
     for i, name in enumerate(chosen, 1):
         if reference is not None and any(p.name == name for p in reference.pairs):
@@ -102,10 +108,7 @@ def build_adl_reference(
     """Measure each benign dev organism's ADL δ at every layer and write the ADL reference
     (resumable: pairs already in the file are skipped)."""
     target = Path(path) if path else shipped_adl_reference_path()
-    test = set(load_splits()["test"])
-    chosen = list(names if names is not None else reference_organisms())
-    if leaked := [n for n in chosen if n in test]:
-        raise AuditlensError(f"test organisms cannot be in the reference: {', '.join(leaked)}")
+    chosen = _benign(names)
     config = adl.ADLConfig(layers=None, causal=False, n_held=0)
     settings = {"prompts": prompts, **config.to_json()}
     reference = load_adl_reference(target) if target.is_file() else None
