@@ -53,6 +53,24 @@ def test_adl_reference_refuses_test_organisms(tmp_path: Path) -> None:
     assert not path.exists()
 
 
+@pytest.mark.parametrize("command", [["audit"], ["bench", "testbed"]])
+def test_a_wrong_reference_file_is_refused_before_any_model_loads(
+    command: list[str], tmp_path: Path
+) -> None:
+    fast = tmp_path / "fast.json"
+    fast.write_text(json.dumps({"format": "auditlens.reference", "statistic_version": 4,
+                                "base_sha256": "b", "budget": "fast", "pairs": []}))  # fmt: skip
+    out = tmp_path / "out"
+    for path, error in [
+        (tmp_path / "missing.json", "error: cannot read reference"),
+        (fast, "error: " + str(fast) + " is a reference for the fast budget, not standard"),
+    ]:
+        proc = _cli(*command, "--budget", "standard", "--reference", str(path), "--out", str(out))
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith(error), lines
+    assert not out.exists()
+
+
 def test_user_error_is_one_line_exit_2(tmp_path: Path) -> None:
     proc = _cli("audit", "--out", str(tmp_path), "--base", str(tmp_path / "missing"))
     assert proc.returncode == 2

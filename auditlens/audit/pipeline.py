@@ -31,7 +31,7 @@ from auditlens.audit.cache import ArtifactCache, step_key
 from auditlens.audit.contract import AuditContext, Budget, BudgetName, Step, StepOutput
 from auditlens.audit.contract import resolve_budget as _budget
 from auditlens.audit.outdir import OutLock, check_out_dir
-from auditlens.audit.reference import NullUsed, load_reference, shipped_reference_path, standardise
+from auditlens.audit.reference import NullUsed, Reference, reference_for, standardise
 from auditlens.audit.score import expected_false_alarm_rate, misalignment_score, score_section
 from auditlens.audit.steps import default_steps
 from auditlens.datasets import PromptSet, load_prompts, tokenize_prompts
@@ -146,21 +146,35 @@ def audit(
     steps: Sequence[Step] | None = None,
     progress: bool = True,
     cache: ArtifactCache | str | Path | None = None,
+    reference: str | Path | None = None,
 ) -> Report:
     """Audit a model pair and write ``report.html`` and ``findings.json`` into ``out_dir``.
 
     ``pair=None`` audits the demo pair (:func:`demo_pair`). ``cache`` is the shared artifact
-    cache (default: ``$AUDITLENS_ARTIFACTS`` or the user cache).
+    cache (default: ``$AUDITLENS_ARTIFACTS`` or the user cache). ``reference`` is a benign
+    reference file to score against (default: the one shipped for the budget, if any); it
+    must match the budget and the base, or the audit stops before any step runs.
     """
     _check_pair(pair, out_dir)
     for index, step in enumerate(steps or ()):  # a step without its inputs: before any load
         _check_needs(step, [earlier.name for earlier in (steps or ())[:index]])
     spent = _budget(budget)
     load_prompts(prompts)  # a bad prompt set is a user error before any model loads
+    null = reference_for(spent.name, reference)  # a bad reference file: before any model loads
     out = check_out_dir(out_dir)  # a file or an unwritable folder: before any model loads
     with OutLock(out):  # a second audit into the same folder is refused
         pair = pair if pair is not None else demo_pair()
-        return _audit(pair, out, spent, prompts, steps, progress, cache)
+        _check_reference_base(null[0] if reference is not None else None, pair)
+        return _audit(pair, out, spent, prompts, steps, progress, cache, null)
+
+
+def _check_reference_base(reference: Reference | None, pair: ModelPair) -> None:
+    """A reference the user named must be of this base (a shipped one falls back instead)."""
+    if reference is not None and reference.base_sha256 != pair.base.sha256:
+        raise AuditlensError(
+            f"the reference was built on base {reference.base_sha256[:12]}, not this audit's "
+            f"base {pair.base.sha256[:12]} ({pair.base.label})"
+        )
 
 
 def _check_pair(pair: Any, out_dir: Any) -> None:
@@ -186,6 +200,7 @@ def _audit(
     steps: Sequence[Step] | None,
     progress: bool,
     cache: ArtifactCache | str | Path | None,
+    null: tuple[Reference | None, str | None, str],
 ) -> Report:
     store = cache if isinstance(cache, ArtifactCache) else ArtifactCache(cache)
     ctx = AuditContext(pair, out, spent, prompts, progress, cache=store)
@@ -212,7 +227,7 @@ def _audit(
             notices.append(f"Step '{step.name}' was reused from an earlier run's cache.")
         ctx.outputs[step.name] = output
         notices.extend(output.notices)
-    return _report(ctx, spent, prompts, timings, keys, notices)
+    return _report(ctx, spent, prompts, timings, keys, notices, null)
 
 
 def _cut_prompts_notice(ctx: AuditContext) -> list[str]:
@@ -241,16 +256,14 @@ def prompts_cut_notice(
     )
 
 
-def _null_used(ctx: AuditContext, budget: Budget, findings: Sequence[Any]) -> NullUsed:
-    """The benign reference shipped for this budget (if any), applied to the findings."""
-    path = shipped_reference_path(budget.name)
-    try:
-        reference = load_reference(path) if path.is_file() else None
-    except AuditlensError as err:  # an outdated reference: say so, use the no-difference null
-        ctx_notice = f"Benign reference not used: {err}"
-        reference = None
-    else:
-        ctx_notice = ""
+def _null_used(
+    ctx: AuditContext,
+    budget: Budget,
+    findings: Sequence[Any],
+    chosen: tuple[Reference | None, str | None, str],
+) -> NullUsed:
+    """The benign reference (named or shipped for this budget), applied to the findings."""
+    reference, source, notice = chosen
     pair = ctx.pair
     null = standardise(
         findings,
@@ -260,7 +273,10 @@ def _null_used(ctx: AuditContext, budget: Budget, findings: Sequence[Any]) -> Nu
         adapter_sha256=pair.finetuned.adapter_sha256,
         identical=pair.identical,
     )
-    null.notices += [ctx_notice] if ctx_notice else []
+    if null.kind == "benign reference":
+        null.source = source
+        null.description += f" Reference file: {source}."
+    null.notices += [notice] if notice else []
     return null
 
 
@@ -271,10 +287,11 @@ def _report(
     timings: dict[str, float],
     keys: dict[str, str],
     notices: list[str],
+    chosen: tuple[Reference | None, str | None, str],
 ) -> Report:
     pair = ctx.pair
     findings = [f for o in ctx.outputs.values() for f in o.findings]
-    null = _null_used(ctx, budget, findings)
+    null = _null_used(ctx, budget, findings, chosen)
     notices = [*notices, null.description, *null.notices]
     scored = misalignment_score(findings, standardised=null.standardised)
     findings = [

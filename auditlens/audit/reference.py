@@ -27,6 +27,7 @@ File: JSON, ``format`` ``auditlens.reference``, keyed by base weights sha256, bu
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import statistics
@@ -50,6 +51,7 @@ __all__ = [
     "Reference",
     "ReferencePair",
     "load_reference",
+    "reference_for",
     "shipped_reference_path",
     "standardise",
 ]
@@ -129,6 +131,31 @@ def load_reference(path: str | Path) -> Reference:
     return Reference(**data)
 
 
+def reference_for(
+    budget: str, path: str | Path | None = None
+) -> tuple[Reference | None, str | None, str]:
+    """The reference an audit at ``budget`` scores against: ``path`` when given (unreadable,
+    outdated or built for another budget: an error), else the shipped one (absent: None;
+    outdated: None and a notice). Returns (reference, source, notice); ``source`` names the
+    file and its sha256."""
+    target = Path(path) if path is not None else shipped_reference_path(budget)
+    if path is None and not target.is_file():
+        return None, None, ""
+    try:
+        reference = load_reference(target)
+    except AuditlensError as err:
+        if path is not None:
+            raise
+        return None, None, f"Benign reference not used: {err}"
+    if path is not None and reference.budget != budget:
+        raise AuditlensError(
+            f"{path} is a reference for the {reference.budget} budget, not {budget}: build one "
+            f"with `{BUILD_COMMAND.format(budget=budget)} --path FILE`"
+        )
+    digest = hashlib.sha256(target.read_bytes()).hexdigest()
+    return reference, f"{target} (sha256 {digest[:16]})", ""
+
+
 def shipped_reference_path(budget: str) -> Path:
     """Where the reference for the embedded base at ``budget`` ships (it may not exist)."""
     return Path(__file__).resolve().parents[1] / "data" / f"reference_{budget}.json"
@@ -146,6 +173,8 @@ class NullUsed:
     n_values: dict[str, int] = field(default_factory=dict)
     left_out: str | None = None
     notices: list[str] = field(default_factory=list)
+    source: str | None = None
+    """The reference file and its sha256 (None: no reference used)."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -182,7 +211,8 @@ def standardise(
             "no-difference null",
             f"Each z is against its own no-difference null (base vs base): {why}, so benign "
             f"fine-tuning effects are not discounted. Build a reference on this base with "
-            f"`{build}` (after `auditlens organisms build` for its benign organisms).",
+            f"`{build}` (after `auditlens organisms build` for its benign organisms), or pass "
+            f"one with `--reference FILE`.",
         )
     left_out = reference.member(adapter_sha256, identical)
     out = NullUsed(

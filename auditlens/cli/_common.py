@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -18,6 +19,7 @@ __all__ = [
     "DownloadOpt",
     "DtypeOpt",
     "FinetunedOpt",
+    "ReferenceOpt",
     "app",
     "console",
     "load",
@@ -53,6 +55,13 @@ DeviceMapOpt = Annotated[
 ]
 DownloadOpt = Annotated[
     bool, typer.Option("--allow-download", help="Allow fetching models from the HF Hub.")
+]
+ReferenceOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--reference",
+        help="Benign reference file to score against (default: the one shipped for the budget).",
+    ),
 ]
 
 

@@ -11,6 +11,7 @@ from auditlens.audit import DEFAULT_OUT, demo_adapter, resolve_budget
 from auditlens.audit import audit as run_audit
 from auditlens.audit.outdir import OutLock, check_out_dir
 from auditlens.audit.pipeline import prompts_cut_notice
+from auditlens.audit.reference import reference_for
 from auditlens.cli._common import (
     AdapterOpt,
     BaseOpt,
@@ -19,6 +20,7 @@ from auditlens.cli._common import (
     DownloadOpt,
     DtypeOpt,
     FinetunedOpt,
+    ReferenceOpt,
     app,
     console,
     load,
@@ -56,6 +58,7 @@ def audit(
     dtype: DtypeOpt = "float32",
     device_map: DeviceMapOpt = None,
     allow_download: DownloadOpt = False,
+    reference: ReferenceOpt = None,
 ) -> None:
     """Audit a fine-tuned model against its base and write report.html + findings.json.
 
@@ -63,10 +66,11 @@ def audit(
     organism:insecure (base vs base if that organism is not installed).
     """
     resolve_budget(budget)  # a bad budget is a user error before any model loads
+    reference_for(budget, reference)  # so is a bad reference file
     adapter = default_adapter(base, finetuned, adapter)
     with OutLock(check_out_dir(out)):  # writable, and no other audit in it, before loading
         pair = load(base, finetuned, adapter, device, dtype, allow_download, device_map)
-        report = run_audit(pair, out, budget=budget, prompts=prompts)  # type: ignore[arg-type]
+        report = run_audit(pair, out, budget=budget, prompts=prompts, reference=reference)  # type: ignore[arg-type]
     for notice in report.findings.notices:
         console.print(f"[yellow]notice:[/] {notice}")
     console.print(f"[bold]verdict:[/] {report.findings.verdict}")

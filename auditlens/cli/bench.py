@@ -11,7 +11,8 @@ import typer
 
 from auditlens.agent.sweep import DEFAULT_SUBSETS, render_game_tables, run_sweep
 from auditlens.audit import resolve_budget
-from auditlens.cli._common import app
+from auditlens.audit.reference import reference_for
+from auditlens.cli._common import ReferenceOpt, app
 from auditlens.errors import AuditlensError
 from auditlens.testbed.bench import BASE_VS_BASE, render_tables, rewrite_marked, run_testbed
 
@@ -48,10 +49,12 @@ def bench_testbed(
         list[Path] | None,
         typer.Option("--docs", help="Markdown file(s) whose bench:testbed tables to rewrite."),
     ] = None,
+    reference: ReferenceOpt = None,
 ) -> None:
     """Audit every shipped organism and base vs base; report AUROCs on dev and test apart and
     per family (base vs base is reported as a control, never counted)."""
     resolve_budget(budget)
+    reference_for(budget, reference)  # a bad reference file: before any audit
     names = _names(organisms)
     if split not in ("all", "dev", "test"):
         raise AuditlensError(f"--split must be all, dev or test, not {split!r}")
@@ -61,7 +64,9 @@ def bench_testbed(
 
         shipped = set(shipped_organisms())
         names = [BASE_VS_BASE] + [n for n in load_splits()[split] if n in shipped]
-    result = run_testbed(out, budget=budget, organisms=names, scripted=scripted)
+    result = run_testbed(
+        out, budget=budget, organisms=names, scripted=scripted, reference=reference
+    )
     tables = render_tables(result)
     for path in docs or []:
         rewrite_marked(path, "testbed", tables)

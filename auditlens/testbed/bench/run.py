@@ -139,14 +139,16 @@ def run_testbed(
     organisms: Sequence[str] | None = None,
     scripted: bool = True,
     progress: bool = True,
+    reference: str | Path | None = None,
 ) -> TestbedResult:
-    """Audit each pair into ``out_dir/<name>/`` and compute the detection metrics."""
+    """Audit each pair into ``out_dir/<name>/`` and compute the detection metrics
+    (``reference``: the benign reference file to score against; default: the shipped one)."""
     out = Path(out_dir)
     results: list[PairResult] = []
     for name, adapter, misaligned, split in _pairs(organisms):
         pair = load_pair(adapter=adapter)
         t0 = time.perf_counter()
-        report = audit(pair, out / name, budget=budget, progress=progress)  # type: ignore[arg-type]
+        report = audit(pair, out / name, budget=budget, progress=progress, reference=reference)  # type: ignore[arg-type]
         seconds = time.perf_counter() - t0
         found = report.findings.findings
         null = (report.findings.config.get("score") or {}).get("null") or {}
