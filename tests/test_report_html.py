@@ -369,3 +369,24 @@ def test_what_changed_tables_sit_beside_the_hypotheses() -> None:
     alone = report.findings.model_copy(update={"hypotheses": []})
     doc = Report(findings=alone, sections=[*report.sections, panel]).to_html()
     assert doc.count("answers containing links") == 1 and "<h3 id=" not in doc  # a section
+
+
+def test_what_changed_does_not_lead_with_a_refuted_hypothesis() -> None:
+    """A hypothesis its check refuted is not "what changed": the plain-words list skips it
+    (keeping the others' ranks), and the caption and the table still name it."""
+    report = hostile_report(with_plots=False)
+    kept = report.findings.hypotheses[0].model_copy(update={"rank": 2})
+    refuted = kept.model_copy(update={
+        "rank": 1, "label": "a candidate trigger: 'zebra'",
+        "confirmation": Confirmation(test="trigger", result="refuted", summary="no effect"),
+    })  # fmt: skip
+    findings = report.findings.model_copy(update={"hypotheses": [refuted, kept]})
+    doc = Report(findings=findings, sections=[]).to_html()
+    page = parse(doc)
+    listed = re.search(r'<ol class="changed">(.*?)</ol>', doc, re.S)
+    assert listed is not None and "zebra" not in listed.group(1)
+    assert '<li value="2">' in listed.group(1) and "label " in listed.group(1)
+    assert "not listed above (see the table): rank 1." in page.visible_text
+    assert page.visible_text.count("a candidate trigger: 'zebra'") == 1  # the table's row
+    alone = findings.model_copy(update={"hypotheses": [refuted]})
+    assert '<ol class="changed">' not in Report(findings=alone, sections=[]).to_html()
