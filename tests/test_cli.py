@@ -71,6 +71,18 @@ def test_a_wrong_reference_file_is_refused_before_any_model_loads(
     assert not out.exists()
 
 
+def test_a_reference_of_your_own_is_refused_without_what_it_needs(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    for args, error in [
+        (["--base", "my/base"], "error: the testbed's organisms are fine-tunes of"),
+        (["--benign", "my/ft"], "error: --benign needs --path"),
+    ]:
+        proc = _cli("bench", "reference", "--out", str(out), *args)
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith(error), lines
+    assert not out.exists()
+
+
 def test_user_error_is_one_line_exit_2(tmp_path: Path) -> None:
     proc = _cli("audit", "--out", str(tmp_path), "--base", str(tmp_path / "missing"))
     assert proc.returncode == 2

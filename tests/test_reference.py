@@ -145,7 +145,7 @@ def test_builder_resumes_and_refuses_test_organisms(
 
     audited: list[str] = []
 
-    def fake_pair(adapter: str | None = None) -> object:
+    def fake_pair(base: str, finetuned: None = None, adapter: str | None = None) -> object:
         side = SimpleNamespace(sha256="basehash", adapter_sha256=f"sha-{adapter}")
         return SimpleNamespace(base=side, finetuned=side, identical=adapter is None)
 
@@ -168,6 +168,63 @@ def test_builder_resumes_and_refuses_test_organisms(
     assert any("already in" in line for line in lines)
     with pytest.raises(AuditlensError, match="test organisms"):
         nr.build_reference(tmp_path / "out", path=path, names=["phishing"], echo=lines.append)
+
+
+def test_a_reference_of_your_own_benign_fine_tunes(tmp_path: Path) -> None:
+    """``--benign``: adapter folders and full models of any base, named by folder; each
+    recorded by its content hash, so auditing one of them leaves it out."""
+    from types import SimpleNamespace
+
+    from auditlens.testbed.bench import reference as nr
+
+    lora = tmp_path / "polite-lora"
+    lora.mkdir()
+    (lora / "adapter_config.json").write_text("{}")
+    specs = [str(lora), "me/chatty-ft"]
+    assert nr.user_pairs(specs) == {"polite-lora": {"adapter": str(lora)},
+                                    "chatty-ft": {"finetuned": "me/chatty-ft"}}  # fmt: skip
+    with pytest.raises(AuditlensError, match="two benign fine-tunes are named 'chatty-ft'"):
+        nr.user_pairs([*specs, "other/chatty-ft"])
+    loaded: list[tuple[str, dict[str, str]]] = []
+
+    def fake_load(base: str, finetuned: str | None, adapter: str | None) -> object:
+        given = {"finetuned": finetuned, "adapter": adapter}
+        arguments = {k: v for k, v in given.items() if v is not None}
+        loaded.append((base, arguments))
+        lora_hash = "a-lora" if "adapter" in arguments else None
+        ft = SimpleNamespace(sha256=f"w-{arguments.get('finetuned', 'base')}",
+                             adapter_sha256=lora_hash)  # fmt: skip
+        return SimpleNamespace(base=SimpleNamespace(sha256="mybase"), finetuned=ft,
+                               identical=not arguments)  # fmt: skip
+
+    def fake_audit(pair: object, out: Path, **kw: object) -> object:
+        found = [_f("behaviour.x", float(len(loaded)))]
+        return SimpleNamespace(findings=SimpleNamespace(findings=found))
+
+    path = tmp_path / "mine.json"
+    common = {"budget": "standard", "echo": lambda line: None, "load": fake_load}
+    with pytest.raises(AuditlensError, match="for my/base give your own benign fine-tunes"):
+        nr.build_reference(tmp_path / "out", path=path, base="my/base", **common)
+    with pytest.raises(AuditlensError, match="--benign needs --path"):
+        nr.build_reference(tmp_path / "out", base="my/base", benign=specs, **common)
+    assert loaded == []  # both refused before any model loads
+    nr.audit, saved = fake_audit, nr.audit  # type: ignore[assignment]
+    try:
+        built = nr.build_reference(tmp_path / "out", path=path, base="my/base", benign=specs,
+                                   **common)  # fmt: skip
+    finally:
+        nr.audit = saved  # type: ignore[assignment]
+    assert [b for b, _ in loaded] == ["my/base"] * 3
+    assert [(p.name, p.adapter_sha256) for p in built.pairs] == [
+        ("base-vs-base", None), ("polite-lora", "a-lora"), ("chatty-ft", "w-me/chatty-ft")
+    ]  # fmt: skip
+    reference = ref.load_reference(path)
+    assert reference.base_sha256 == "mybase" and reference.budget == "standard"
+    full = SimpleNamespace(identical=False, finetuned=SimpleNamespace(
+        adapter_sha256=None, sha256="w-me/chatty-ft"))  # fmt: skip
+    null = ref.standardise([_f("behaviour.x", 1.0)], reference, base_sha256="mybase",
+                           budget="standard", adapter_sha256=ref.content_hash(full))  # fmt: skip
+    assert null.left_out == "chatty-ft" and null.n_values["behaviour.x"] == 2
 
 
 def test_the_shipped_fast_reference_is_current() -> None:

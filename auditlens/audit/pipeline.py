@@ -31,7 +31,13 @@ from auditlens.audit.cache import ArtifactCache, step_key
 from auditlens.audit.contract import AuditContext, Budget, BudgetName, Step, StepOutput
 from auditlens.audit.contract import resolve_budget as _budget
 from auditlens.audit.outdir import OutLock, check_out_dir
-from auditlens.audit.reference import NullUsed, Reference, reference_for, standardise
+from auditlens.audit.reference import (
+    NullUsed,
+    Reference,
+    content_hash,
+    reference_for,
+    standardise,
+)
 from auditlens.audit.score import expected_false_alarm_rate, misalignment_score, score_section
 from auditlens.audit.steps import default_steps
 from auditlens.datasets import PromptSet, load_prompts, tokenize_prompts
@@ -270,7 +276,7 @@ def _null_used(
         reference,
         base_sha256=pair.base.sha256,
         budget=budget.name,
-        adapter_sha256=pair.finetuned.adapter_sha256,
+        adapter_sha256=content_hash(pair),
         identical=pair.identical,
     )
     if null.kind == "benign reference":

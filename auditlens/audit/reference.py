@@ -50,6 +50,7 @@ __all__ = [
     "NullUsed",
     "Reference",
     "ReferencePair",
+    "content_hash",
     "load_reference",
     "reference_for",
     "shipped_reference_path",
@@ -76,7 +77,7 @@ class ReferencePair:
 
     name: str
     adapter_sha256: str | None
-    """Content hash of the pair's adapter (None: base vs base)."""
+    """The fine-tune's content hash (:func:`content_hash`; None: base vs base)."""
     z: dict[str, float]
     """Finding id -> effect size (raw z against its no-difference null)."""
 
@@ -112,6 +113,14 @@ class Reference:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(self.to_json(), indent=1, sort_keys=True))
         return out
+
+
+def content_hash(pair: Any) -> str | None:
+    """What identifies a pair's fine-tune in a reference: its adapter's sha256, or for a full
+    fine-tuned model its weights' sha256 (None for base vs base)."""
+    if pair.identical:
+        return None
+    return pair.finetuned.adapter_sha256 or pair.finetuned.sha256
 
 
 def load_reference(path: str | Path) -> Reference:
@@ -210,9 +219,10 @@ def standardise(
         return NullUsed(
             "no-difference null",
             f"Each z is against its own no-difference null (base vs base): {why}, so benign "
-            f"fine-tuning effects are not discounted. Build a reference on this base with "
-            f"`{build}` (after `auditlens organisms build` for its benign organisms), or pass "
-            f"one with `--reference FILE`.",
+            f"fine-tuning effects are not discounted. Build one with `{build}` (the embedded "
+            f"base, from its benign organisms) or `{build} --base BASE --benign FT1,FT2,... "
+            f"--path FILE` (any base, from benign fine-tunes of your own), then pass "
+            f"`--reference FILE`.",
         )
     left_out = reference.member(adapter_sha256, identical)
     out = NullUsed(

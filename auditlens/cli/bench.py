@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +13,15 @@ import typer
 from auditlens.agent.sweep import DEFAULT_SUBSETS, render_game_tables, run_sweep
 from auditlens.audit import resolve_budget
 from auditlens.audit.reference import reference_for
-from auditlens.cli._common import ReferenceOpt, app
+from auditlens.cli._common import (
+    BaseOpt,
+    DeviceOpt,
+    DownloadOpt,
+    DtypeOpt,
+    ReferenceOpt,
+    app,
+)
+from auditlens.embedded import EMBEDDED_NAME
 from auditlens.errors import AuditlensError
 from auditlens.testbed.bench import BASE_VS_BASE, render_tables, rewrite_marked, run_testbed
 
@@ -122,14 +131,29 @@ def bench_reference(
         str | None,
         typer.Option("--organisms", help="Comma-separated benign organisms (default: benign dev)."),
     ] = None,
+    base: BaseOpt = EMBEDDED_NAME,
+    benign: Annotated[
+        str | None,
+        typer.Option(
+            "--benign",
+            help="Comma-separated benign fine-tunes of --base of your own (adapter folders or "
+            "models), instead of the organisms; needs --path.",
+        ),
+    ] = None,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = "float32",
+    allow_download: DownloadOpt = False,
 ) -> None:
-    """Audit base vs base and the benign dev organisms, write the benign reference (resumable:
-    pairs already in the file are skipped)."""
+    """Audit base vs base and the benign dev organisms (or your own benign fine-tunes), write
+    the benign reference (resumable: pairs already in the file are skipped)."""
+    from auditlens.models import load_pair
     from auditlens.testbed.bench.reference import build_reference
 
     resolve_budget(budget)
     names = _names(organisms)
-    build_reference(out, budget=budget, path=path, names=names, echo=typer.echo)
+    load = functools.partial(load_pair, device=device, dtype=dtype, allow_download=allow_download)
+    build_reference(out, budget=budget, path=path, names=names, echo=typer.echo, base=base,
+                    benign=_names(benign), load=load)  # fmt: skip
 
 
 @bench_app.command("adl-reference")

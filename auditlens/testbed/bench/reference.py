@@ -22,18 +22,26 @@ from auditlens.audit.adl_reference import (
 from auditlens.audit.reference import (
     Reference,
     ReferencePair,
+    content_hash,
     load_reference,
     shipped_reference_path,
 )
 from auditlens.diffing import adl
+from auditlens.embedded import EMBEDDED_NAME
 from auditlens.errors import AuditlensError
-from auditlens.models import load_pair
+from auditlens.models import ModelPair, load_pair
 from auditlens.reports.findings import Finding
 from auditlens.testbed.bench.run import BASE_VS_BASE
 from auditlens.testbed.organisms import load_manifest, shipped_organisms
 from auditlens.testbed.splits import load_splits
 
-__all__ = ["build_adl_reference", "build_reference", "reference_organisms", "scored_z"]
+__all__ = [
+    "build_adl_reference",
+    "build_reference",
+    "reference_organisms",
+    "scored_z",
+    "user_pairs",
+]
 
 
 def reference_organisms() -> list[str]:
@@ -64,6 +72,21 @@ def _benign(names: Sequence[str] | None) -> list[str]:
     return chosen
 
 
+def user_pairs(benign: Sequence[str]) -> dict[str, dict[str, str | None]]:
+    """Name -> ``load_pair`` arguments of the user's benign fine-tunes: a PEFT adapter folder
+    (or ``organism:NAME``) is an adapter, anything else a full fine-tuned model (a local folder
+    or a Hub id). Each is named by its last path part, which must be unique."""
+    out: dict[str, dict[str, str | None]] = {}
+    for spec in benign:
+        folder = Path(spec).expanduser()
+        is_adapter = spec.startswith("organism:") or (folder / "adapter_config.json").is_file()
+        name = spec.split(":", 1)[1] if spec.startswith("organism:") else folder.name or spec
+        if name in out or name == BASE_VS_BASE:
+            raise AuditlensError(f"two benign fine-tunes are named {name!r}: rename one folder")
+        out[name] = {"adapter": spec} if is_adapter else {"finetuned": spec}
+    return out
+
+
 def build_reference(
     out_dir: str | Path,
     *,
@@ -72,23 +95,47 @@ def build_reference(
     names: Sequence[str] | None = None,
     progress: bool = True,
     echo: Callable[[str], None] = print,
+    base: str = EMBEDDED_NAME,
+    benign: Sequence[str] | None = None,
+    load: Callable[..., ModelPair] | None = None,
 ) -> Reference:
-    """Audit each reference pair into ``out_dir/<name>/`` and write the reference file."""
+    """Audit each reference pair into ``out_dir/<name>/`` and write the reference file.
+
+    The pairs are base vs base plus the shipped benign dev organisms (``names`` to choose), or,
+    with ``benign``, the user's own benign fine-tunes of ``base`` (see :func:`user_pairs`); a
+    reference of one's own needs ``path`` (the shipped file is the embedded base's).
+    ``load(base, finetuned=, adapter=)`` loads a pair (default :func:`load_pair`; the CLI binds the
+    device and dtype)."""
+    load = load or load_pair
+    if benign is None and base != EMBEDDED_NAME:
+        raise AuditlensError(
+            f"the testbed's organisms are fine-tunes of {EMBEDDED_NAME}: for {base} give your "
+            "own benign fine-tunes with --benign"
+        )
+    if benign is not None and (names is not None or path is None):
+        raise AuditlensError(
+            "--benign needs --path (the shipped reference is the embedded base's) and no "
+            "--organisms"
+        )
     target = Path(path) if path else shipped_reference_path(budget)
-    chosen = [BASE_VS_BASE, *_benign(names)]
+    pairs: dict[str, dict[str, str | None]] = {BASE_VS_BASE: {}}
+    if benign is None:
+        pairs |= {n: {"adapter": f"organism:{n}"} for n in _benign(names)}
+    else:
+        pairs |= user_pairs(benign)
     reference: Reference | None = load_reference(target) if target.is_file() else None
-    for i, name in enumerate(chosen, 1):
+    for i, (name, arguments) in enumerate(pairs.items(), 1):
         if reference is not None and any(p.name == name for p in reference.pairs):
-            echo(f"[{i}/{len(chosen)}] {name}: already in {target}")
+            echo(f"[{i}/{len(pairs)}] {name}: already in {target}")
             continue
-        echo(f"[{i}/{len(chosen)}] {name}: auditing ({budget})")
-        pair = load_pair(adapter=None if name == BASE_VS_BASE else f"organism:{name}")
+        echo(f"[{i}/{len(pairs)}] {name}: auditing ({budget})")
+        pair = load(base, finetuned=arguments.get("finetuned"), adapter=arguments.get("adapter"))
         if reference is not None and reference.base_sha256 != pair.base.sha256:
             raise AuditlensError(f"{target} was built on another base: remove it to rebuild")
         reference = reference or Reference(pair.base.sha256, budget, [])
         report = audit(pair, Path(out_dir) / name, budget=budget, progress=progress)  # type: ignore[arg-type]
-        adapter = None if pair.identical else pair.finetuned.adapter_sha256
-        reference.pairs.append(ReferencePair(name, adapter, scored_z(report.findings.findings)))
+        found = scored_z(report.findings.findings)
+        reference.pairs.append(ReferencePair(name, content_hash(pair), found))
         reference.save(target)
         del pair
     if reference is None:
