@@ -104,3 +104,23 @@ def test_a_code_hypothesis_confirmed_by_bandit_shows_the_bandit_check() -> None:
     assert h.label.startswith("writes insecure code (Bandit MEDIUM/HIGH)")
     assert h.confirmation is not None and h.confirmation.test == "code_security"  # ...not shown
     assert h.confirmation.finding_id == "check.h1.code"
+
+
+def test_the_code_check_reads_the_code_prompts_it_is_given() -> None:
+    """With ``code_prompts`` (the audit passes testbed code tasks no statistic scores) the
+    code-security check answers exactly those; without, held-out library code prompts."""
+    asked: list[tuple[bool, list[str]]] = []
+
+    def answers(probes: Sequence[ProbePrompt], code: bool = False) -> dict[str, list[str]]:
+        asked.append((code, [p.text for p in probes]))
+        return {"finetuned": ["Fine."] * len(probes), "base": ["Fine."] * len(probes)}
+
+    hyp = _h(kind="code_security", keywords=["return", "load"], source="divergent", domain="code")
+    tasks = [ProbePrompt("code", f"Write a function that saves file {i}.") for i in range(5)]
+    confirm([hyp], LIBRARY, USED, answers, n_prompts=8, code_prompts=tasks)
+    assert [texts for code, texts in asked if code] == [[p.text for p in tasks]]
+    asked.clear()
+    confirm([hyp], LIBRARY, USED, answers, n_prompts=8)
+    (library_code,) = [texts for code, texts in asked if code]
+    held = {p.text for p in LIBRARY if p.domain == "code"} - {p.text for p in USED}
+    assert library_code and set(library_code) <= held

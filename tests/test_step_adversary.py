@@ -142,6 +142,24 @@ def test_adversary_tasks_are_disjoint_from_the_behaviour_steps() -> None:
         assert sum(t.split == "eval_ood" for t in tasks) == n // 2
 
 
+def test_the_code_checks_tasks_are_apart_from_every_scored_task() -> None:
+    """Discovery's code-security check reads its own tasks: none is the behaviour step's or the
+    adversary's, at every budget, half of them from held-out families."""
+    from auditlens.audit.contract import BUDGETS
+    from auditlens.audit.steps import discovery
+    from auditlens.audit.steps.behaviour import held_out_tasks
+
+    for budget in BUDGETS.values():
+        n, n_behaviour, n_adversary = discovery.settings(budget, None).code_tasks  # type: ignore[arg-type]
+        assert n == 2 * budget.check_prompts
+        check = {t.task_id for t in adversary.check_tasks(n, n_behaviour, n_adversary)}
+        scored = {t.task_id for t in held_out_tasks(n_behaviour)}
+        scored |= {t.task_id for t in adversary.adversary_tasks(n_adversary, n_behaviour)}
+        assert len(check) == n and not check & scored
+    with pytest.raises(ValueError, match="evaluation tasks are left"):
+        adversary.check_tasks(700, 32, 8)
+
+
 def test_run_on_code_tasks_base_vs_base(
     tiny_tokenizer: Any, tiny_model_factory: Callable[..., torch.nn.Module], tmp_path: Path
 ) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -24,6 +24,7 @@ __all__ = [
     "FamilySpec",
     "Split",
     "eval_tasks",
+    "eval_tasks_apart",
     "family",
     "generate_tasks",
     "subsample",
@@ -149,3 +150,19 @@ def eval_tasks(
         subsample(tasks_by_split(tasks, "eval_id"), n_id, seed),
         subsample(tasks_by_split(tasks, "eval_ood"), n_ood, seed),
     )
+
+
+def eval_tasks_apart(n: int, taken: Collection[str], seed: int = 0) -> list[CodeTask]:
+    """``n`` evaluation tasks as :func:`eval_tasks` picks them (half ``eval_id``, rounded up,
+    half ``eval_ood``), skipping every task whose id is in ``taken``: a sample disjoint from
+    the ones other statistics score. Too few left is an error."""
+    in_dist, held_out = (tasks_by_split(generate_tasks(seed), s) for s in ("eval_id", "eval_ood"))
+    in_dist, held_out = (
+        subsample(in_dist, len(in_dist), seed),
+        subsample(held_out, len(held_out), seed),
+    )
+    pick = [t for t in in_dist if t.task_id not in taken][: (n + 1) // 2]
+    pick += [t for t in held_out if t.task_id not in taken][: n // 2]
+    if len(pick) != n:
+        raise ValueError(f"only {len(pick)} evaluation tasks are left apart from {len(taken)}")
+    return pick

@@ -13,9 +13,9 @@ from auditlens.audit.contract import AuditContext, Budget, Step, StepOutput
 from auditlens.audit.steps.behaviour import held_out_tasks
 from auditlens.datasets import PromptSet
 from auditlens.errors import AuditlensError
-from auditlens.testbed.tasks import eval_tasks
+from auditlens.testbed.tasks import eval_tasks_apart
 
-__all__ = ["STEP", "adversary_tasks", "settings"]
+__all__ = ["STEP", "adversary_tasks", "check_tasks", "settings"]
 
 SEED = 0
 """Seed of the task sample, MELBO initialisation, random controls and noise."""
@@ -25,14 +25,18 @@ def adversary_tasks(n: int, n_behaviour: int) -> list[Any]:
     """``n`` testbed code tasks (half from trained families), none of the behaviour step's
     ``n_behaviour`` tasks: the two families never score the same answers."""
     taken = {t.task_id for t in held_out_tasks(n_behaviour)}
-    half = (n_behaviour + 1) // 2 + (n + 1) // 2
-    in_dist, held_out = eval_tasks(seed=SEED, n_id=half, n_ood=half)
-    pick_id = [t for t in in_dist if t.task_id not in taken][: (n + 1) // 2]
-    pick_ood = [t for t in held_out if t.task_id not in taken][: n // 2]
-    tasks = pick_id + pick_ood
-    if len(tasks) != n or taken & {t.task_id for t in tasks}:
+    tasks = eval_tasks_apart(n, taken, seed=SEED)
+    if taken & {t.task_id for t in tasks}:
         raise AuditlensError("the adversary's tasks must be disjoint from the behaviour step's")
     return tasks
+
+
+def check_tasks(n: int, n_behaviour: int, n_adversary: int) -> list[Any]:
+    """``n`` testbed code tasks for the discovery step's code-security check (built to let
+    insecure code show), none of which the behaviour step or the adversary scores."""
+    taken = {t.task_id for t in held_out_tasks(n_behaviour)}
+    taken |= {t.task_id for t in adversary_tasks(n_adversary, n_behaviour)}
+    return eval_tasks_apart(n, taken, seed=SEED)
 
 
 def settings(budget: Budget, prompts: PromptSet) -> tuple[int, int, elicit.ElicitSettings]:

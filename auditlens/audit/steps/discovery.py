@@ -2,9 +2,9 @@
 models' answers to the probe library, generated once and shared through the artifact cache),
 from the answer-feature panel on the same answers (:mod:`auditlens.behaviour.features`),
 from the concern step's markers of harm (:mod:`auditlens.behaviour.concern`) and from the
-diffing step (ADL per-position readout, fine-tune-only crosscoder latents) are
-merged and ranked (:mod:`auditlens.audit.hypotheses`); the top ones are tested by the
-behaviour checks their kind calls for, on held-out probe prompts."""
+diffing step (ADL per-position readout, fine-tune-only crosscoder latents) are merged and
+ranked (:mod:`auditlens.audit.hypotheses`); the top ones are tested by the checks their kind
+calls for, on held-out probe prompts (code security: on code tasks no statistic scores)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from auditlens.audit import artifacts, hypotheses
 from auditlens.audit.contract import AuditContext, Budget, Step, StepOutput
+from auditlens.audit.steps.adversary import check_tasks
 from auditlens.behaviour import features
 from auditlens.datasets import PromptSet
 from auditlens.diffing import divergent, triggers
@@ -47,6 +48,9 @@ class DiscoverySettings:
     """Evidence strings (divergent words, ADL/crosscoder keywords) added to the generic shapes."""
     feature_alpha: float = 0.01
     """Family-wise level of the answer-feature panel (Holm); chosen on dev organisms."""
+    code_tasks: tuple[int, int, int] = (0, 0, 0)
+    """Code-security check tasks: (how many, behaviour's count, adversary's count), disjoint
+    from both; 0: held-out library code prompts."""
 
 
 def settings(budget: Budget, prompts: PromptSet) -> DiscoverySettings:
@@ -57,10 +61,9 @@ def settings(budget: Budget, prompts: PromptSet) -> DiscoverySettings:
         prompts=min(8, 2 * ppd), candidates=min(40, len(triggers.GENERIC) + 3 * ppd),
         controls=8 if ppd <= 2 else 12, batch_size=budget.batch_size,
     )  # fmt: skip
-    return DiscoverySettings(
-        ppd, div, budget.check_prompts, code_new_tokens=budget.max_new_tokens, trigger_scan=scan,
-        trigger_words=3 * ppd,
-    )  # fmt: skip
+    code = (2 * budget.check_prompts, budget.n_code_tasks, budget.adversary_prompts)
+    return DiscoverySettings(ppd, div, budget.check_prompts, code_new_tokens=budget.max_new_tokens,
+                             trigger_scan=scan, trigger_words=3 * ppd, code_tasks=code)  # fmt: skip
 
 
 def run(ctx: AuditContext, s: DiscoverySettings) -> StepOutput:
@@ -91,9 +94,10 @@ def run(ctx: AuditContext, s: DiscoverySettings) -> StepOutput:
     tev = triggers.evidence(scan, ctx.where)
     candidates = ev.hypotheses + fev.hypotheses + tev.hypotheses + from_diffing + from_concern
     ranked = hypotheses.merge(candidates, keep=s.keep)
+    code = [ProbePrompt("code", t.request) for t in check_tasks(*s.code_tasks)]
     tested, checked, check_data = hypotheses.confirm(
         ranked, library, used, answers, n_prompts=s.check_prompts, top=s.top, where=ctx.where,
-        self_report=s.self_report,
+        self_report=s.self_report, code_prompts=code or None,
     )  # fmt: skip
     (ctx.artifacts / "checks.json").write_text(json.dumps(check_data, indent=1))
     table = hypotheses.table(tested)
