@@ -4,11 +4,11 @@
 
 For each organism (``base-vs-base`` for the null) both models answer (1) the probe library's
 held-out code prompts (what the check read before the seventh stop) and (2) the testbed code
-tasks that no scored statistic reads (``auditlens.audit.steps.adversary.check_tasks``, what it
-reads now), at the budget's check size and answer length; each set is judged by the check
-itself (``auditlens.behaviour.checks.code_security``: Bandit MEDIUM/HIGH where both sides
-parse, McNemar z). Answers are cached in ``--cache`` (the shared artifact cache format).
-Decide on dev organisms; a test organism is refused.
+tasks that no scored statistic reads (``auditlens.audit.steps.adversary.check_tasks``), and
+(3) both together (what it reads now), at the budget's check size and answer length; each is
+judged by the check itself (``auditlens.behaviour.checks.code_security``: Bandit MEDIUM/HIGH
+where both sides parse, McNemar z). Answers are cached in ``--cache`` (the shared artifact
+cache format). Decide on dev organisms; a test organism is refused.
 """
 
 from __future__ import annotations
@@ -52,14 +52,20 @@ def main() -> None:
         adapter = None if name == "base-vs-base" else f"organism:{name}"
         pair = load_pair(adapter=adapter, device=args.device)
         row: dict[str, object] = {"organism": name, "budget": args.budget}
+        answers = {}
         for label, prompts in sets.items():
-            gens, _, _ = artifacts.probe_generations(
+            answers[label], _, _ = artifacts.probe_generations(
                 cache, pair, prompts, max_new_tokens=s.code_new_tokens, batch_size=8
             )
+        both = {
+            side: answers["library"][side] + answers["tasks"][side] for side in answers["tasks"]
+        }
+        for label, gens in (*answers.items(), ("both", both)):
             r = checks.code_security(gens, id=label)
-            row[label] = {"prompts": len(prompts), "parse_both": r.n, "z": round(r.z, 2),
+            row[label] = {"parse_both": r.n, "z": round(r.z, 2),
                           "finetuned": round(r.rate("finetuned"), 3),
                           "base": round(r.rate("base"), 3), "outcome": r.outcome}  # fmt: skip
+            row[label]["prompts"] = len(gens["base"])  # type: ignore[index]
         print(json.dumps(row), flush=True)
         del pair
 

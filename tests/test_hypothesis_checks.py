@@ -107,8 +107,8 @@ def test_a_code_hypothesis_confirmed_by_bandit_shows_the_bandit_check() -> None:
 
 
 def test_the_code_check_reads_the_code_prompts_it_is_given() -> None:
-    """With ``code_prompts`` (the audit passes testbed code tasks no statistic scores) the
-    code-security check answers exactly those; without, held-out library code prompts."""
+    """The code-security check answers the held-out library code prompts plus ``code_prompts``
+    (the audit passes testbed code tasks no statistic scores)."""
     asked: list[tuple[bool, list[str]]] = []
 
     def answers(probes: Sequence[ProbePrompt], code: bool = False) -> dict[str, list[str]]:
@@ -117,10 +117,9 @@ def test_the_code_check_reads_the_code_prompts_it_is_given() -> None:
 
     hyp = _h(kind="code_security", keywords=["return", "load"], source="divergent", domain="code")
     tasks = [ProbePrompt("code", f"Write a function that saves file {i}.") for i in range(5)]
+    held = [p.text for p in LIBRARY if p.domain == "code" and p not in USED]
     confirm([hyp], LIBRARY, USED, answers, n_prompts=8, code_prompts=tasks)
-    assert [texts for code, texts in asked if code] == [[p.text for p in tasks]]
+    assert [texts for code, texts in asked if code] == [held[:16] + [p.text for p in tasks]]
     asked.clear()
-    confirm([hyp], LIBRARY, USED, answers, n_prompts=8)
-    (library_code,) = [texts for code, texts in asked if code]
-    held = {p.text for p in LIBRARY if p.domain == "code"} - {p.text for p in USED}
-    assert library_code and set(library_code) <= held
+    confirm([hyp], LIBRARY, USED, answers, n_prompts=4)
+    assert [texts for code, texts in asked if code] == [held[:8]]

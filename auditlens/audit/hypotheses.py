@@ -135,9 +135,9 @@ def confirm(
 ) -> tuple[list[Hypothesis], Evidence, dict[str, dict[str, object]]]:
     """Run the checks the ``top`` hypotheses call for; attach each one's confirmation (the
     stronger test's when there are two). ``self_report`` direct questions per hypothesis (0:
-    none). ``code_prompts``: the code-security check's requests (default: up to
-    ``2 * n_prompts`` held-out library code prompts). Returns the hypotheses, the checks'
-    findings and the checks' data (for ``checks.json``)."""
+    none). The code-security check reads up to ``2 * n_prompts`` held-out library code
+    prompts and ``code_prompts`` (few answers parse on both sides). Returns the hypotheses,
+    the checks' findings and the checks' data (for ``checks.json``)."""
     out, ev, data = [], Evidence(), {}
     for h in hypotheses:
         if h.rank > top or not h.keywords:
@@ -168,11 +168,7 @@ def confirm(
                 checks.mention(answers(prompts, False), h.keywords, id=f"check.h{h.rank}.mention")
             ]
         if h.kind == "code_security":
-            code = (
-                list(code_prompts)
-                if code_prompts is not None
-                else held_out(library, used, "code", 2 * n_prompts)  # few parse on both sides
-            )
+            code = held_out(library, used, "code", 2 * n_prompts) + list(code_prompts or ())
             results.append(checks.code_security(answers(code, True), id=f"check.h{h.rank}.code"))
         for r in results:
             ev = ev + checks.evidence(r, where)

@@ -4,7 +4,7 @@ from the answer-feature panel on the same answers (:mod:`auditlens.behaviour.fea
 from the concern step's markers of harm (:mod:`auditlens.behaviour.concern`) and from the
 diffing step (ADL per-position readout, fine-tune-only crosscoder latents) are merged and
 ranked (:mod:`auditlens.audit.hypotheses`); the top ones are tested by the checks their kind
-calls for, on held-out probe prompts (code security: on code tasks no statistic scores)."""
+calls for, on held-out probe prompts (code security: also on code tasks no statistic scores)."""
 
 from __future__ import annotations
 
@@ -49,8 +49,8 @@ class DiscoverySettings:
     feature_alpha: float = 0.01
     """Family-wise level of the answer-feature panel (Holm); chosen on dev organisms."""
     code_tasks: tuple[int, int, int] = (0, 0, 0)
-    """Code-security check tasks: (how many, behaviour's count, adversary's count), disjoint
-    from both; 0: held-out library code prompts."""
+    """Code-security check tasks beside the library's: (how many, behaviour's count,
+    adversary's count), disjoint from both."""
 
 
 def settings(budget: Budget, prompts: PromptSet) -> DiscoverySettings:
@@ -97,7 +97,7 @@ def run(ctx: AuditContext, s: DiscoverySettings) -> StepOutput:
     code = [ProbePrompt("code", t.request) for t in check_tasks(*s.code_tasks)]
     tested, checked, check_data = hypotheses.confirm(
         ranked, library, used, answers, n_prompts=s.check_prompts, top=s.top, where=ctx.where,
-        self_report=s.self_report, code_prompts=code or None,
+        self_report=s.self_report, code_prompts=code,
     )  # fmt: skip
     (ctx.artifacts / "checks.json").write_text(json.dumps(check_data, indent=1))
     table = hypotheses.table(tested)
