@@ -227,12 +227,15 @@ def test_a_reference_of_your_own_benign_fine_tunes(tmp_path: Path) -> None:
     assert null.left_out == "chatty-ft" and null.n_values["behaviour.x"] == 2
 
 
-def test_the_shipped_fast_reference_is_current() -> None:
-    path = ref.shipped_reference_path("fast")
+@pytest.mark.parametrize("budget", ["fast", "standard"])
+def test_the_shipped_references_are_current(budget: str) -> None:
+    path = ref.shipped_reference_path(budget)
     reference = ref.load_reference(path)  # format and statistic version checked
     names = [p.name for p in reference.pairs]
-    assert names[0] == "base-vs-base" and len(names) >= 6
+    assert reference.budget == budget and names[0] == "base-vs-base" and len(names) >= 6
     assert not set(names) & set(load_splits()["test"])
+    assert {p.adapter_sha256 for p in reference.pairs[1:]}.isdisjoint({None})  # one per organism
+    assert len({p.adapter_sha256 for p in reference.pairs}) == len(names)
 
 
 def test_adl_reference_builder_resumes_and_refuses_test_organisms(
