@@ -27,7 +27,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
         ["bench", "adl-reference"],
         ["mcp"], ["agent", "scripted"], ["agent", "investigate"], ["bench", "game"], ["probes"],
         ["probes", "vulnerable-code"], ["probes", "drift"],
-        ["probes", "build-data"],
+        ["probes", "build-data"], ["cache"], ["cache", "info"], ["cache", "prune"],
     ],
 )  # fmt: skip
 def test_help_on_every_command(command: list[str]) -> None:

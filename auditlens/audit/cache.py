@@ -18,6 +18,7 @@ latent in ``latent_details`` and ``steer_generate(vector="latent:ID")``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -32,7 +33,7 @@ from auditlens.hashing import sha256_json
 from auditlens.models import ModelPair
 from auditlens.paths import cache_dir
 
-__all__ = ["ArtifactCache", "as_json", "link_tree", "pair_identity", "step_key"]
+__all__ = ["COMPLETE", "ArtifactCache", "as_json", "link_tree", "pair_identity", "step_key"]
 
 T = TypeVar("T")
 COMPLETE = "_complete.json"
@@ -145,4 +146,12 @@ class ArtifactCache:
             finally:
                 if tmp.exists():
                     shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            _touch(folder / COMPLETE)
         return load(folder), folder, built
+
+
+def _touch(record: Path) -> None:
+    """Mark an artifact used now (what ``auditlens cache prune --unused-days`` reads)."""
+    with contextlib.suppress(OSError):  # a read-only shared cache still serves
+        os.utime(record)

@@ -1,5 +1,5 @@
 """The ``auditlens`` command line, one typer app: ``audit``, ``harvest``, ``mcp``,
-``agent scripted``, ``probes ...``, ``organisms ...`` and ``bench testbed``.
+``agent scripted``, ``probes ...``, ``organisms ...``, ``bench ...`` and ``cache ...``.
 
 Exit codes: 0 success; 2 a user error (one line on stderr: bad arguments, missing or corrupt
 files, an unwritable ``--out``, a locked ``--out``); 130 interrupted (Ctrl-C: "interrupted;
@@ -15,14 +15,14 @@ from typing import NoReturn
 
 import typer
 
-from auditlens.cli import agent, audit, bench, probes
+from auditlens.cli import agent, audit, bench, cache, probes
 from auditlens.cli._common import STATE, app
 from auditlens.errors import AuditlensError
 from auditlens.testbed.cli import organisms_app
 
 __all__ = ["EXIT_BUG", "EXIT_INTERRUPTED", "EXIT_USER_ERROR", "app", "main"]
 
-_COMMANDS = (agent, audit, bench, probes)  # imported for their commands
+_COMMANDS = (agent, audit, bench, cache, probes)  # imported for their commands
 app.add_typer(organisms_app, name="organisms")
 
 EXIT_BUG = 1
