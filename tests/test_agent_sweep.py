@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from auditlens.agent.sweep import aggregate, organisms_for, render_game_tables, run_organism
-from auditlens.agent.tools import Limits
+from auditlens.agent.tools import Limits, Toolkit
 from auditlens.errors import AuditlensError
 
 
@@ -131,3 +131,32 @@ def test_run_organism_resumes_and_replays(tiny_pair: Any, tmp_path: Path, monkey
     run_organism("loyalty", "dev", tmp_path, "fast", subsets[:1], load, lambda n: None)
     assert loads == ["loyalty", "loyalty"]
     assert json.loads((folder / "black-box.json").read_text())["version"] == "0.1.0+edited"
+
+
+def _inode(folder: Path, step: str) -> int:
+    (saved,) = (folder / "steps" / step).glob("*/output.json")
+    return saved.stat().st_ino
+
+
+def test_list_hypotheses_reuses_a_testbed_audits_steps(tiny_pair: Any, tmp_path: Path) -> None:
+    from auditlens.agent.sweep import DISCOVERY_STEPS, seed_steps
+    from auditlens.agent.tools.hypotheses import ListHypothesesInput
+    from auditlens.audit import Budget, audit
+    from auditlens.audit.steps import concern, diffing, discovery, layers
+    from auditlens.models import ModelPair
+
+    tiny = Budget("tiny", n_prompts=4, max_length=16, batch_size=4)
+    steps = [layers.STEP, diffing.STEP, concern.STEP, discovery.STEP]
+    audit(tiny_pair, tmp_path / "audits" / "org", budget=tiny, steps=steps, progress=False)
+    other = ModelPair.from_models(tiny_pair.base.hf, None, tiny_pair.tokenizer)  # base vs base
+    audit(other, tmp_path / "audits" / "other", budget=tiny, steps=steps, progress=False)
+    for name, reused in (("org", True), ("other", False)):
+        ws = tmp_path / name / "ws"
+        assert seed_steps(tmp_path / "audits" / name, ws) == list(DISCOVERY_STEPS)
+        toolkit = Toolkit.create(tiny_pair, ws, budget=tiny)
+        listed = toolkit.list_hypotheses(ListHypothesesInput(limit=3))
+        assert listed.covered.startswith("ranks 1-")
+        audit_dir, work = tmp_path / "audits" / name, ws / "discovery"
+        for step in DISCOVERY_STEPS:  # hard links of the audit's outputs, or recomputed
+            assert (_inode(audit_dir, step) == _inode(work, step)) is reused, (name, step)
+        assert seed_steps(audit_dir, ws) == []  # what the workspace has is kept

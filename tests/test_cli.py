@@ -43,6 +43,13 @@ def test_bench_bad_split_is_one_line_exit_2() -> None:
     ]
 
 
+def test_bench_game_missing_audits_folder_is_one_line_exit_2(tmp_path: Path) -> None:
+    proc = _cli("bench", "game", "--audits", str(tmp_path / "none"), "--out", str(tmp_path / "g"))
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and lines == [f"error: --audits {tmp_path / 'none'}: not a folder"]
+    assert not (tmp_path / "g").exists()
+
+
 def test_adl_reference_refuses_test_organisms(tmp_path: Path) -> None:
     path = tmp_path / "ref.safetensors"
     proc = _cli("bench", "adl-reference", "--organisms", "phishing", "--path", str(path))

@@ -3,7 +3,11 @@ per tool subset, graded by the auditing game.
 
 Resumable and cheap in tools: each organism's tool outputs live in one call cache
 (``OUT/BUDGET/NAME/calls.jsonl``) that every subset replays, so a sweep costs one pass of tools
-per organism; each (organism, subset) record is a JSON file that a re-run skips. Beside the
+per organism; each (organism, subset) record is a JSON file that a re-run skips. With
+``audits`` (a ``bench testbed`` folder of the same code and budget), ``list_hypotheses`` reuses
+each organism's cached layers, diffing, concern and discovery steps instead of recomputing
+them: they are hard-linked into the workspace, and a step whose key differs (other code,
+budget, pair or prompts) is recomputed as before. Beside the
 agent's success, each hypothesis-producing tool's standalone evidence quality is reported
 (do its own candidates match the ground truth at rank 10?) with how often the agent's
 matching guess cites it, so a tool that finds the answer but is not used well shows.
@@ -21,6 +25,7 @@ from auditlens.agent.calls import CallCache
 from auditlens.agent.game import BASE_VS_BASE, GameAnswer, Guess, grade, truth_for
 from auditlens.agent.investigator import INVESTIGATOR_BUDGETS, investigate
 from auditlens.agent.tools import Toolkit, parse_subset, resolve_tools
+from auditlens.audit.cache import link_tree
 from auditlens.errors import AuditlensError
 from auditlens.stats import wilson_interval
 
@@ -31,6 +36,7 @@ __all__ = [
     "render_game_tables",
     "run_organism",
     "run_sweep",
+    "seed_steps",
 ]
 
 DEFAULT_SUBSETS = (
@@ -42,6 +48,8 @@ DEFAULT_SUBSETS = (
     "data-search",
 )
 METRICS = ("verdict", "discovery@1", "discovery@10", "trigger")
+DISCOVERY_STEPS = ("layers", "diffing", "concern", "discovery")
+"""The audit steps ``list_hypotheses`` runs (in the workspace's ``discovery`` folder)."""
 
 
 def organisms_for(split: str) -> list[tuple[str, str]]:
@@ -67,6 +75,18 @@ def _standalone(by_tool: dict[str, list[dict[str, Any]]], name: str) -> dict[str
     return out
 
 
+def seed_steps(audit_dir: Path, workspace: Path) -> list[str]:
+    """Hard-link an audit's cached discovery-path steps (``audit_dir/steps/NAME``) into the
+    workspace ``list_hypotheses`` runs in; the steps linked. A step already there is kept."""
+    linked = []
+    for step in DISCOVERY_STEPS:
+        src, dst = audit_dir / "steps" / step, workspace / "discovery" / "steps" / step
+        if src.is_dir() and not dst.exists():
+            link_tree(src, dst)
+            linked.append(step)
+    return linked
+
+
 def run_organism(
     name: str,
     split: str,
@@ -75,9 +95,13 @@ def run_organism(
     subsets: Sequence[str],
     load: Callable[[str], Any],
     training_data: Callable[[str], list[tuple[str, str]] | None],
+    audits: Path | None = None,
 ) -> list[dict[str, Any]]:
-    """Every subset's record for one organism (computed, or read back when already there)."""
+    """Every subset's record for one organism (computed, or read back when already there);
+    ``audits``: a ``bench testbed`` folder whose cached steps ``list_hypotheses`` reuses."""
     folder = out / budget / name
+    if audits is not None:
+        seed_steps(audits / name, folder / "ws")
     records, pair = [], None
     cache = CallCache(folder / "calls.jsonl")
     for subset in subsets:
@@ -137,8 +161,12 @@ def run_sweep(
     organisms: Sequence[str] | None = None,
     load: Callable[[str], Any] = _default_load,
     training_data: Callable[[str], list[tuple[str, str]] | None] = _default_data,
+    audits: str | Path | None = None,
 ) -> list[dict[str, Any]]:
-    """Every record of the sweep (resumable: finished records are read back)."""
+    """Every record of the sweep (resumable: finished records are read back); ``audits``: a
+    ``bench testbed`` folder of the same code and budget whose cached steps are reused."""
+    if audits is not None and not Path(audits).is_dir():
+        raise AuditlensError(f"--audits {audits}: not a folder")
     if budget not in INVESTIGATOR_BUDGETS:
         raise AuditlensError(f"unknown budget {budget!r}; choose {', '.join(INVESTIGATOR_BUDGETS)}")
     for s in subsets:
@@ -152,7 +180,8 @@ def run_sweep(
         pairs = [(n, known[n]) for n in organisms]
     records: list[dict[str, Any]] = []
     for name, sp in pairs:
-        records += run_organism(name, sp, Path(out), budget, subsets, load, training_data)
+        records += run_organism(name, sp, Path(out), budget, subsets, load, training_data,
+                                None if audits is None else Path(audits))  # fmt: skip
     return records
 
 

@@ -120,6 +120,8 @@ class AuditContext:
     """The running step's artifact folder (set by the pipeline)."""
     where: str = ""
     """``artifacts`` relative to ``out_dir``, as findings cite it."""
+    keys: dict[str, str] = field(default_factory=dict)
+    """The cache key of each step run so far (a later step's key holds those it needs)."""
 
     def prompt_set(self) -> PromptSet:
         """The generic prompts, the first ``budget.n_prompts`` of them."""

@@ -131,14 +131,21 @@ def _check_needs(step: Step, have: Iterable[str]) -> None:
         )
 
 
-def run_step(step: Step, ctx: AuditContext, needs: dict[str, str] | None = None) -> StepOutput:
+def _key(step: Step, ctx: AuditContext, settings: Any) -> str:
+    """The step's cache key in ``ctx`` (with the keys of the steps it needs), recorded there."""
+    needs = {name: ctx.keys[name] for name in step.needs if name in ctx.keys}
+    uses = ctx.prompt_set().sha256 if step.uses_prompts else None
+    ctx.keys[step.name] = step_key(step.name, settings, ctx.pair, uses, needs)
+    return ctx.keys[step.name]
+
+
+def run_step(step: Step, ctx: AuditContext) -> StepOutput:
     """Run (or reuse) one step in ``ctx`` and record its output there; returns the output.
-    The steps it needs must have run in ``ctx`` already."""
+    The steps it needs must have run in ``ctx`` already. Its key is the one an audit gives
+    the same step, so an audit folder's cached steps serve it."""
     _check_needs(step, ctx.outputs)
     settings = step.settings(ctx.budget, ctx.prompt_set())
-    uses = ctx.prompt_set().sha256 if step.uses_prompts else None
-    key = step_key(step.name, settings, ctx.pair, uses, needs or {})
-    output, _ = _run_step(step, ctx, settings, key)
+    output, _ = _run_step(step, ctx, settings, _key(step, ctx, settings))
     ctx.outputs[step.name] = output
     return output
 
@@ -211,19 +218,14 @@ def _audit(
     store = cache if isinstance(cache, ArtifactCache) else ArtifactCache(cache)
     ctx = AuditContext(pair, out, spent, prompts, progress, cache=store)
     timings: dict[str, float] = {}
-    keys: dict[str, str] = {}
     notices = list(pair.notices) + _cut_prompts_notice(ctx)
     plan = list(steps if steps is not None else default_steps())
     console = Console(stderr=True, quiet=not progress)
-    prompts_sha = ctx.prompt_set().sha256
     for index, step in enumerate(plan, 1):
         console.print(f"[bold]audit[/] step {index}/{len(plan)}: {step.name}")
         t0 = time.perf_counter()
-        needs = {name: keys[name] for name in step.needs if name in keys}
         settings = step.settings(spent, ctx.prompt_set())
-        key = step_key(step.name, settings, pair, prompts_sha if step.uses_prompts else None, needs)
-        keys[step.name] = key
-        output, cached = _run_step(step, ctx, settings, key)
+        output, cached = _run_step(step, ctx, settings, _key(step, ctx, settings))
         timings[step.name] = round(time.perf_counter() - t0, 3)
         console.print(
             f"  {step.name} {'reused from cache' if cached else 'done'} in "
@@ -233,7 +235,7 @@ def _audit(
             notices.append(f"Step '{step.name}' was reused from an earlier run's cache.")
         ctx.outputs[step.name] = output
         notices.extend(output.notices)
-    return _report(ctx, spent, prompts, timings, keys, notices, null)
+    return _report(ctx, spent, prompts, timings, ctx.keys, notices, null)
 
 
 def _cut_prompts_notice(ctx: AuditContext) -> list[str]:

@@ -105,12 +105,21 @@ def bench_game(
         list[Path] | None,
         typer.Option("--docs", help="Markdown file(s) whose bench:game tables to rewrite."),
     ] = None,
+    audits: Annotated[
+        Path | None,
+        typer.Option(
+            "--audits",
+            help="A `bench testbed --out` folder of the same code and budget: list_hypotheses "
+            "reuses its cached steps.",
+        ),
+    ] = None,
 ) -> None:
     """The affordance sweep: the built-in investigator on every shipped organism (and base vs
     base) per tool subset, graded by the auditing game; dev and test apart."""
     names = _names(organisms)
     chosen = [s.strip() for s in subsets.split(",") if s.strip()]
-    records = run_sweep(out, budget=budget, split=split, subsets=chosen, organisms=names)
+    records = run_sweep(out, budget=budget, split=split, subsets=chosen, organisms=names,
+                        audits=audits)  # fmt: skip
     tables = render_game_tables(records, budget)
     for path in docs or []:
         rewrite_marked(path, "game", tables)
