@@ -12,7 +12,11 @@ prefers in its text, against the fine-tune. Each model prefers its own greedy te
 mirror has the same self-preference; only a preference the fine-tune learned is stronger than
 the base's mirror. A word is a candidate when its ``z`` exceeds the ``null_quantile`` (0.99)
 of the null words' ``z`` and its mean excess per occurrence reaches ``min_nats``; its strength
-is its ``z`` standardised by the null words' ``z`` distribution. Candidates are grouped by the
+is its ``z`` standardised by the null words' ``z`` distribution. A word the base itself says in
+at least half of its answers (``max_base_share``: function words such as "the", "it", "and",
+and a domain's everyday vocabulary) is scored and shown but never a candidate: it names no
+behaviour, and a mention check of it would find it in most of the base's answers too.
+Candidates are grouped by the
 domain where their excess concentrates, one hypothesis per domain ("in code answers the
 fine-tune prefers: verify, requests, timeout"). Base vs base gives no candidate (every log
 ratio is zero). Face: ``run(pair, probes, DivergentSettings(), generations=...)`` and
@@ -41,6 +45,7 @@ from auditlens.probe_library import ProbePrompt
 from auditlens.reports.evidence import Evidence
 from auditlens.reports.findings import Finding, Hypothesis
 from auditlens.reports.sections import GenerationPair, GenerationPairs, Section, Table
+from auditlens.words import stem, stems
 
 __all__ = [
     "DivergentResult",
@@ -48,6 +53,7 @@ __all__ = [
     "WordScore",
     "evidence",
     "generate_answers",
+    "group_words",
     "run",
     "word_excess",
 ]
@@ -78,12 +84,17 @@ class DivergentSettings:
     domain_share: float = 0.5
     """A word belongs to a domain when at least this share of its positive excess is there
     (otherwise to ``general``)."""
+    max_base_share: float = 0.5
+    """A candidate word must be named (by stem) in fewer than this share of the base's own
+    answers (fixed a priori: at half, a mention check of the word has little room left)."""
 
     def __post_init__(self) -> None:
         if min(self.max_new_tokens, self.batch_size, self.min_prompts, self.top_words) < 1:
             raise AuditlensError("divergent settings need positive counts")
         if not 0.0 < self.domain_share <= 1.0:
             raise AuditlensError("domain_share must be in (0, 1]")
+        if self.max_base_share <= 0.0:
+            raise AuditlensError("max_base_share must be positive (above 1: no word is left out)")
 
 
 @dataclass(frozen=True)
@@ -100,6 +111,8 @@ class WordScore:
     strength: float = 0.0
     z_null: float | None = None
     """The same word's ``z`` on the base's answers (None when it never occurs there)."""
+    base_share: float = 0.0
+    """The share of the base's answers that name the word (by stem)."""
 
 
 @dataclass
@@ -300,20 +313,34 @@ def run(
     null_centre = float(np.mean(null_z)) if null_z else 0.0
     spread = max(float(np.std(null_z)), 1e-6) if len(null_z) > 1 else 1.0
     null_by_word = {w.word.lower(): w.z for w in null}
+    said = Counter(st for answer in gens["base"] for st in stems(answer))
+    n_base = max(len(gens["base"]), 1)
     words = [
         WordScore(**{**asdict(w), "strength": (w.z - null_centre) / spread,
-                     "z_null": null_by_word.get(w.word.lower())})
+                     "z_null": null_by_word.get(w.word.lower()),
+                     "base_share": said[stem(w.word)] / n_base})
         for w in ranked["finetuned"][:200]
     ]  # fmt: skip
     threshold = float(np.quantile(null_z, s.null_quantile)) if null_z else 0.0
+    lz, ratio = _length(gens)
+    groups = group_words(words, threshold, s)
+    return DivergentResult(list(probes), gens, words, null_z, means, s, groups, lz, ratio)
+
+
+def group_words(
+    words: Sequence[WordScore], threshold: float, s: DivergentSettings
+) -> dict[str, list[WordScore]]:
+    """The candidate words (above the null ``threshold`` and the effect floor, and rare in the
+    base's answers), at most ``top_words`` per domain, strongest first."""
     groups: dict[str, list[WordScore]] = {}
     for w in words:
+        if w.base_share >= s.max_base_share:
+            continue
         if w.z > threshold and w.z > 0 and w.excess / max(w.count, 1) >= s.min_nats:
             group = groups.setdefault(w.domain, [])
             if len(group) < s.top_words:
                 group.append(w)
-    lz, ratio = _length(gens)
-    return DivergentResult(list(probes), gens, words, null_z, means, s, groups, lz, ratio)
+    return groups
 
 
 def _length(gens: dict[str, list[str]]) -> tuple[float, float]:
@@ -401,7 +428,8 @@ def evidence(result: DivergentResult, where: str | None = None) -> Evidence:
     findings += findings_h[0]
     hypotheses += [h.model_copy(update={"rank": len(hypotheses) + 1}) for h in findings_h[1]]
     rows: list[list[Any]] = [
-        [w.word, w.count, w.prompts, w.domain, w.z, w.z_null, w.strength] for w in result.words[:25]
+        [w.word, w.count, w.prompts, w.domain, w.z, w.z_null, w.strength, w.base_share]
+        for w in result.words[:25]
     ]
     table = Table(
         title="Divergent words in the fine-tune's answers",
@@ -409,9 +437,20 @@ def evidence(result: DivergentResult, where: str | None = None) -> Evidence:
             f"Both models score the fine-tune's greedy answers to {len(result.probes)} probe "
             "prompts; a word's z is its excess log p_ft − log p_base (beyond the median token) "
             f"per prompt over its standard error. Null: the same on the base's answers (max z "
-            f"{result.threshold:.2f}); strength is z standardised by the null words' z."
+            f"{result.threshold:.2f}); strength is z standardised by the null words' z. A word "
+            f"in {result.settings.max_base_share:.0%} or more of the base's answers is never a "
+            "candidate."
         ),
-        columns=["word", "count", "answers", "domain", "z", "z on base answers", "strength"],
+        columns=[
+            "word",
+            "count",
+            "answers",
+            "domain",
+            "z",
+            "z on base answers",
+            "strength",
+            "share of base answers",
+        ],
         rows=rows,
     )
     top = {w.word.lower() for ws in result.groups.values() for w in ws}

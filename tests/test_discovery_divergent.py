@@ -66,3 +66,21 @@ def test_null_on_two_models_that_should_not_differ(
     assert divergent.evidence(result).hypotheses == []
     same = ModelPair.from_models(base, copy.deepcopy(base), tiny_tokenizer)
     assert divergent.evidence(divergent.run(same, load_probe_library(1), SETTINGS)).hypotheses == []
+
+
+def test_a_word_most_base_answers_say_is_scored_but_never_a_candidate(
+    tiny_tokenizer: Any, tiny_model_factory: Callable[..., torch.nn.Module]
+) -> None:
+    """The same planted preference, the same fine-tuned answers: the word is a candidate when
+    the base never says it, and not when every base answer does (a function word's case)."""
+    pair = planted_pair(tiny_tokenizer, tiny_model_factory, " capital")
+    probes = load_probe_library(1)
+    ft = ["The capital is the capital of the old capital."] * len(probes)
+    for base_word, candidate in (("city", True), ("capital", False)):
+        base = [f"It is a {base_word} of note."] * len(probes)
+        gens = {"finetuned": ft, "base": base}
+        result = divergent.run(pair, probes, SETTINGS, generations=gens)
+        scored = next(w for w in result.words if w.word.lower() == "capital")
+        assert scored.base_share == (0.0 if candidate else 1.0)
+        named = [k.lower() for h in divergent.evidence(result).hypotheses for k in h.keywords]
+        assert ("capital" in named) is candidate, (base_word, result.words[:3])

@@ -86,7 +86,8 @@ def run(ctx: AuditContext, s: DiscoverySettings) -> StepOutput:
     from_diffing = [Hypothesis.model_validate(h) for h in ctx.data("diffing", "candidates", [])]
     from_concern = [Hypothesis.model_validate(h) for h in ctx.data("concern", "candidates", [])]
     # trigger candidates: generic shapes and the strings the evidence singles out
-    named = [w.word for w in result.words[: s.trigger_words]]
+    rare = [w.word for w in result.words if w.base_share < s.divergent.max_base_share]
+    named = rare[: s.trigger_words]
     named += [k for h in from_diffing for k in h.keywords[:2]][: s.trigger_words]
     scan = triggers.run(ctx.pair, [p.text for p in used], result.generations["base"],
                         [*triggers.GENERIC, *named], s.trigger_scan)  # fmt: skip
