@@ -29,6 +29,9 @@ from auditlens.reports.findings import Hypothesis
 from auditlens.testbed.roster import ORGANISMS
 from auditlens.words import stem, stems
 
+MODEL_FREE = True
+"""It reads cached audits only: no model is loaded, so it takes no ``--device``."""
+
 
 def _result(folder: Path, max_share: float) -> divergent.DivergentResult:
     saved = json.loads((folder / "divergent.json").read_text())
