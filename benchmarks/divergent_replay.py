@@ -27,7 +27,6 @@ from auditlens.diffing import divergent
 from auditlens.probe_library import ProbePrompt
 from auditlens.reports.findings import Hypothesis
 from auditlens.testbed.roster import ORGANISMS
-from auditlens.words import stem, stems
 
 MODEL_FREE = True
 """It reads cached audits only: no model is loaded, so it takes no ``--device``."""
@@ -37,14 +36,11 @@ def _result(folder: Path, max_share: float) -> divergent.DivergentResult:
     saved = json.loads((folder / "divergent.json").read_text())
     rows = [json.loads(line) for line in (folder / "probe_generations.jsonl").open()]
     gens = {side: [r[side] for r in rows] for side in ("finetuned", "base")}
-    said: dict[str, int] = {}
-    for answer in gens["base"]:
-        for st in stems(answer):
-            said[st] = said.get(st, 0) + 1
+    share = divergent.base_share(gens["base"])
     fields = {f.name for f in dataclasses.fields(divergent.WordScore)}
     words = [
         divergent.WordScore(**{**{k: v for k, v in w.items() if k in fields},
-                               "base_share": said.get(stem(w["word"]), 0) / len(rows)})
+                               "base_share": share(w["word"])})
         for w in saved["words"]
     ]  # fmt: skip
     known = {f.name for f in dataclasses.fields(divergent.DivergentSettings)}

@@ -29,7 +29,7 @@ import json
 import math
 import re
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,7 @@ __all__ = [
     "DivergentResult",
     "DivergentSettings",
     "WordScore",
+    "base_share",
     "evidence",
     "generate_answers",
     "group_words",
@@ -313,18 +314,23 @@ def run(
     null_centre = float(np.mean(null_z)) if null_z else 0.0
     spread = max(float(np.std(null_z)), 1e-6) if len(null_z) > 1 else 1.0
     null_by_word = {w.word.lower(): w.z for w in null}
-    said = Counter(st for answer in gens["base"] for st in stems(answer))
-    n_base = max(len(gens["base"]), 1)
+    share = base_share(gens["base"])
     words = [
         WordScore(**{**asdict(w), "strength": (w.z - null_centre) / spread,
-                     "z_null": null_by_word.get(w.word.lower()),
-                     "base_share": said[stem(w.word)] / n_base})
+                     "z_null": null_by_word.get(w.word.lower()), "base_share": share(w.word)})
         for w in ranked["finetuned"][:200]
     ]  # fmt: skip
     threshold = float(np.quantile(null_z, s.null_quantile)) if null_z else 0.0
     lz, ratio = _length(gens)
     groups = group_words(words, threshold, s)
     return DivergentResult(list(probes), gens, words, null_z, means, s, groups, lz, ratio)
+
+
+def base_share(answers: Sequence[str]) -> Callable[[str], float]:
+    """The share of ``answers`` that name a word (by stem), as a function of the word."""
+    said = Counter(st for answer in answers for st in stems(answer))
+    n = max(len(answers), 1)
+    return lambda word: said[stem(word)] / n
 
 
 def group_words(

@@ -23,7 +23,7 @@ from auditlens._version import code_version
 from auditlens.audit.cache import COMPLETE, ArtifactCache
 from auditlens.hashing import sha256_json
 
-__all__ = ["CacheEntry", "PruneResult", "prune", "scan"]
+__all__ = ["CacheEntry", "PruneResult", "folder_bytes", "prune", "scan"]
 
 DAY_S = 86_400.0
 ABANDONED_AFTER_S = DAY_S
@@ -54,7 +54,8 @@ class PruneResult:
         return sum(e.n_bytes for e in self.removed)
 
 
-def _size(folder: Path) -> int:
+def folder_bytes(folder: Path) -> int:
+    """Bytes of the files under ``folder`` (links not followed)."""
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
 
 
@@ -80,7 +81,7 @@ def scan(cache: ArtifactCache | None = None) -> list[CacheEntry]:
                 record = folder / COMPLETE
                 stamp = record.stat().st_mtime if record.is_file() else folder.stat().st_mtime
                 state = _state(folder, version)
-            entries.append(CacheEntry(kind_dir.name, folder, _size(folder), stamp, state))
+            entries.append(CacheEntry(kind_dir.name, folder, folder_bytes(folder), stamp, state))
     return entries
 
 

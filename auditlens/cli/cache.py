@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from auditlens.audit.cache import ArtifactCache
-from auditlens.audit.cache_prune import CacheEntry, prune, scan
+from auditlens.audit.cache_prune import CacheEntry, folder_bytes, prune, scan
 from auditlens.cli._common import app
 from auditlens.errors import AuditlensError
 from auditlens.paths import cache_dir
@@ -54,8 +54,7 @@ def cache_info() -> None:
     typer.echo(f"total {_mb(total)}, of which stale or abandoned {_mb(freeable)}")
     others = [p for p in sorted(cache_dir().iterdir()) if p.is_dir() and p != store.directory]
     for folder in others:
-        size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
-        typer.echo(f"not pruned: {folder} ({_mb(size)})")
+        typer.echo(f"not pruned: {folder} ({_mb(folder_bytes(folder))})")
 
 
 @cache_app.command("prune")
