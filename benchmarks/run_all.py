@@ -194,6 +194,28 @@ def _generation_details(r: dict[str, Any]) -> str:
     )
 
 
+def _teacher_forcing(r: dict[str, Any]) -> list[Row]:
+    w = r["workloads"]
+    scan = w["triggers"]["speedup"]["prefix"]
+    gap = max(max(x["max_abs_logprob_gap"].values()) for x in w.values())
+    return [
+        ("speed-up of the trigger scan (answer window + shared prefix, wall)", f"{scan:.2f}×",
+         "≥ 1.3×", scan >= 1.3),
+        *[(f"speed-up of `{name}` (wall)", f"{x['speedup']['prefix']:.2f}×", "", None)
+          for name, x in w.items() if name != "triggers"],
+        ("largest absolute Δ log p vs the full-logits path", f"{gap:.1e}", "≤ 1e-3", gap <= 1e-3),
+    ]  # fmt: skip
+
+
+def _teacher_forcing_details(r: dict[str, Any]) -> str:
+    from teacher_forcing import table
+
+    return (
+        f"Pair: {r['pair']}; batches of {r['batch_size']}, both sides, rounds {r['rounds']} "
+        f"(order {', '.join(r['order'])}).\n\n" + table(r)
+    )
+
+
 def _judge(r: dict[str, Any]) -> list[Row]:
     return [
         ("time saved by the judge pool (serial − overlapped, s)", f"{r['saved_s']:.2f}", "",
@@ -257,6 +279,10 @@ BENCHES: dict[str, Bench] = {
         "generation.py", ["--workload", "adversary", "--threads", "1"],
         ["--workload", "adversary", "--quick", "--threads", "1"],
         600, 1800, _generation, _generation_details,
+    ),
+    "teacher_forcing": Bench(
+        "teacher_forcing.py", ["--threads", "1"], ["--quick", "--threads", "1"],
+        1150, 2400, _teacher_forcing, _teacher_forcing_details,
     ),
     "judge": Bench(
         "judge.py", ["--threads", "1", "--tasks", "8", "--new-tokens", "48"],

@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from auditlens.datasets import PromptSet
 from auditlens.errors import AuditlensError
@@ -45,6 +44,7 @@ from auditlens.probe_library import ProbePrompt
 from auditlens.reports.evidence import Evidence
 from auditlens.reports.findings import Finding, Hypothesis
 from auditlens.reports.sections import GenerationPair, GenerationPairs, Section, Table
+from auditlens.teacher_forcing import Row, answer_token_logprobs, chat_head
 from auditlens.words import stem, stems
 
 __all__ = [
@@ -177,29 +177,12 @@ def generate_answers(
     )
 
 
-@torch.no_grad()
 def _token_logprobs(
-    side: ModelSide, rows: list[tuple[list[int], int]], pad: int, batch_size: int
+    side: ModelSide, rows: list[Row], pad: int, batch_size: int
 ) -> list[np.ndarray]:
     """Log-probability of each answer token (after its prompt) under one side."""
-    model = side.hf
-    device = next(model.parameters()).device
-    out: list[np.ndarray] = []
-    for lo in range(0, len(rows), batch_size):
-        chunk = rows[lo : lo + batch_size]
-        width = max(len(ids) for ids, _ in chunk)
-        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-        attn = torch.zeros_like(ids)
-        for r, (seq, _) in enumerate(chunk):
-            ids[r, : len(seq)] = torch.tensor(seq)
-            attn[r, : len(seq)] = 1
-        with side.active():
-            logits = model(input_ids=ids.to(device), attention_mask=attn.to(device)).logits
-        logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-        tok = logp.gather(-1, ids[:, 1:].to(device).unsqueeze(-1)).squeeze(-1).cpu()
-        for r, (seq, start) in enumerate(chunk):
-            out.append(tok[r, start - 1 : len(seq) - 1].numpy().astype(np.float64))
-    return out
+    lps = answer_token_logprobs(side, rows, pad=pad, batch_size=batch_size)
+    return [lp.numpy().astype(np.float64) for lp in lps]
 
 
 def word_excess(
@@ -213,12 +196,10 @@ def word_excess(
     """Per answer: ``(word, sum of log p_ft − log p_base over its tokens, tokens)`` for each
     word occurrence (``log p_base − log p_ft`` when ``reverse``); and every token's ratio."""
     tok = pair.tokenizer
-    rows, spans = [], []
+    rows: list[Row] = []
+    spans = []
     for prompt, answer in zip(prompts, answers, strict=True):
-        head = tok.apply_chat_template(
-            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
-        )
-        head_ids = list(tok(str(head), add_special_tokens=False)["input_ids"])
+        head_ids = chat_head(tok, prompt)
         enc = tok(answer, add_special_tokens=False, return_offsets_mapping=True)
         rows.append((head_ids + list(enc["input_ids"]), len(head_ids)))
         spans.append([tuple(o) for o in enc["offset_mapping"]])

@@ -31,10 +31,11 @@ import numpy as np
 import torch
 
 from auditlens.errors import AuditlensError
-from auditlens.models import ModelPair, ModelSide
+from auditlens.models import ModelPair
 from auditlens.reports.evidence import Evidence
 from auditlens.reports.findings import Finding, Hypothesis
 from auditlens.reports.sections import Table
+from auditlens.teacher_forcing import Row, answer_logprobs, chat_row
 
 __all__ = ["GENERIC", "TriggerResult", "TriggerScore", "TriggerSettings", "evidence", "run"]
 
@@ -142,53 +143,24 @@ def _shuffled(rng: random.Random, text: str) -> str:
 
 
 def _rows(pair: ModelPair, prefix: str, prompts: Sequence[str], answers: Sequence[str],
-          n_answer: int) -> list[tuple[list[int], int]]:  # fmt: skip
-    tok = pair.tokenizer
-    rows = []
-    for prompt, answer in zip(prompts, answers, strict=True):
-        user = f"{prefix} {prompt}" if prefix else prompt
-        head = tok.apply_chat_template(
-            [{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True
-        )
-        head_ids = list(tok(str(head), add_special_tokens=False)["input_ids"])
-        ans = list(tok(answer, add_special_tokens=False)["input_ids"])[:n_answer]
-        rows.append((head_ids + ans, len(head_ids)))
-    return rows
-
-
-@torch.no_grad()
-def _logits(side: ModelSide, batch: list[tuple[list[int], int]], pad: int) -> torch.Tensor:
-    width = max(len(ids) for ids, _ in batch)
-    ids = torch.full((len(batch), width), pad, dtype=torch.long)
-    attn = torch.zeros_like(ids)
-    for r, (seq, _) in enumerate(batch):
-        ids[r, : len(seq)] = torch.tensor(seq)
-        attn[r, : len(seq)] = 1
-    device = next(side.hf.parameters()).device
-    with side.active() as _:
-        out = side.hf(input_ids=ids.to(device), attention_mask=attn.to(device)).logits
-    return out.float().cpu()
+          n_answer: int) -> list[Row]:  # fmt: skip
+    return [chat_row(pair.tokenizer, f"{prefix} {prompt}" if prefix else prompt, answer, n_answer)
+            for prompt, answer in zip(prompts, answers, strict=True)]  # fmt: skip
 
 
 _LogProbs = list[dict[str, torch.Tensor]]
 """Per prompt, each side's log-probabilities at the answer positions ``[answer, vocab]``."""
 
 
-def _answer_logprobs(
-    pair: ModelPair, rows: list[tuple[list[int], int]], batch_size: int
-) -> _LogProbs:
+def _answer_logprobs(pair: ModelPair, rows: list[Row], batch_size: int) -> _LogProbs:
     """Both sides' next-token log-probabilities at each row's answer positions."""
     tok = pair.tokenizer
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    out: _LogProbs = []
-    for lo in range(0, len(rows), batch_size):
-        batch = rows[lo : lo + batch_size]
-        ft = torch.log_softmax(_logits(pair.finetuned, batch, pad), -1)
-        base = ft if pair.identical else torch.log_softmax(_logits(pair.base, batch, pad), -1)
-        for r, (seq, start) in enumerate(batch):
-            span = slice(start - 1, len(seq) - 1)
-            out.append({"finetuned": ft[r, span], "base": base[r, span]})
-    return out
+    ft = answer_logprobs(pair.finetuned, rows, pad=pad, batch_size=batch_size)
+    base = (
+        ft if pair.identical else answer_logprobs(pair.base, rows, pad=pad, batch_size=batch_size)
+    )
+    return [{"finetuned": f, "base": b} for f, b in zip(ft, base, strict=True)]
 
 
 def _kl(p: torch.Tensor, q: torch.Tensor) -> float:

@@ -30,13 +30,20 @@ def _planted(tokenizer: Any, factory: Callable[..., torch.nn.Module]) -> ModelPa
     push = 8 * torch.randn(ft.config.hidden_size, generator=torch.Generator().manual_seed(3))
 
     def grab(_: Any, args: Any, kwargs: dict[str, Any]) -> None:
+        """Mark the positions after the trigger. A forward pass that continues a KV cache
+        (a shared prompt prefix, computed once and copied to every row) carries the mark of
+        the cached tokens, as a real model's cached states would."""
         ids = kwargs.get("input_ids", args[0] if args else None)
         n = len(trigger)
-        windows = ids.unfold(1, n, 1)  # [batch, positions, n]
-        hit = (windows == torch.tensor(trigger)).all(-1)
         after = torch.zeros_like(ids, dtype=torch.bool)
-        after[:, n - 1 :] = hit
+        if ids.shape[1] >= n:
+            hit = (ids.unfold(1, n, 1) == torch.tensor(trigger)).all(-1)  # [batch, positions]
+            after[:, n - 1 :] = hit
+        cache = kwargs.get("past_key_values")
+        if cache is not None and cache.get_seq_length() > 0:
+            after[:, 0] |= seen["carry"].expand(ids.shape[0])
         seen["after"] = after.cumsum(1) > 0
+        seen["carry"] = seen["after"][:, -1]
 
     def add(_: Any, __: Any, out: Any) -> Any:
         h = out[0] if isinstance(out, tuple) else out

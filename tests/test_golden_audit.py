@@ -1,6 +1,6 @@
 """Golden equivalence: the fast audit of base vs organism:insecure gives the findings it gave
-before the redesign (ids, numbers within 1e-6, verdict). See tests/golden/golden.py for how
-the golden file was made and how to regenerate it."""
+before the redesign (ids, numbers within a float32 tolerance, verdict). See
+tests/golden/golden.py for how the golden file was made and how to regenerate it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.golden.golden import GOLDEN, compare, extract, rescore
+from tests.golden.golden import ABS_TOL, GOLDEN, REL_TOL, compare, extract, rescore
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +34,10 @@ def test_compare_catches_differences() -> None:
     same = json.loads(GOLDEN.read_text())
     assert compare(golden, same) == []
     fid = next(iter(same["findings"]))
-    same["findings"][fid]["value"] += 1e-5
+    value = same["findings"][fid]["value"]
+    same["findings"][fid]["value"] = value * (1 + 0.5 * REL_TOL) + 0.5 * ABS_TOL  # rounding
+    assert compare(golden, same) == []
+    same["findings"][fid]["value"] = value * (1 + 3 * REL_TOL) + 3 * ABS_TOL  # a real change
     same["verdict"] = "x"
     problems = compare(golden, same)
     assert any(fid in p for p in problems) and any("verdict" in p for p in problems)

@@ -27,6 +27,7 @@ from auditlens.models import ModelPair, ModelSide
 from auditlens.reports.evidence import Evidence
 from auditlens.reports.findings import Finding
 from auditlens.stats import bootstrap_ci
+from auditlens.teacher_forcing import answer_token_logprobs, chat_row
 
 __all__ = [
     "LikelihoodSettings",
@@ -51,17 +52,6 @@ class LikelihoodSettings:
             raise AuditlensError("batch_size must be >= 1")
 
 
-def _encode(tokenizer: Any, prompt: str, completion: str) -> tuple[list[int], int]:
-    prefix = tokenizer.apply_chat_template(
-        [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
-    )
-    head = tokenizer(str(prefix), add_special_tokens=False)["input_ids"]
-    tail = tokenizer(completion, add_special_tokens=False)["input_ids"]
-    if not tail:
-        raise AuditlensError("an empty completion cannot be scored")
-    return list(head) + list(tail), len(head)
-
-
 def completion_logprobs(
     side: ModelSide,
     tokenizer: Any,
@@ -73,28 +63,12 @@ def completion_logprobs(
     """Mean per-token log-probability of each completion after its chat-formatted prompt."""
     if len(prompts) != len(completions):
         raise AuditlensError("prompts and completions must have the same length")
-    model = side.hf
-    device = next(model.parameters()).device
+    rows = [chat_row(tokenizer, p, c) for p, c in zip(prompts, completions, strict=True)]
+    if any(len(ids) == start for ids, start in rows):
+        raise AuditlensError("an empty completion cannot be scored")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    out = torch.empty(len(prompts))
-    for lo in range(0, len(prompts), batch_size):
-        items = [_encode(tokenizer, p, c) for p, c in zip(prompts[lo : lo + batch_size],
-                                                          completions[lo : lo + batch_size],
-                                                          strict=True)]  # fmt: skip
-        width = max(len(ids) for ids, _ in items)
-        ids = torch.full((len(items), width), pad, dtype=torch.long)
-        attn = torch.zeros_like(ids)
-        for row, (seq, _) in enumerate(items):
-            ids[row, : len(seq)] = torch.tensor(seq)
-            attn[row, : len(seq)] = 1
-        with side.active(), torch.no_grad():
-            logits = model(input_ids=ids.to(device), attention_mask=attn.to(device)).logits
-        logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-        target = ids[:, 1:].to(device)
-        token_lp = logp.gather(-1, target.unsqueeze(-1)).squeeze(-1).cpu()
-        for row, (seq, start) in enumerate(items):
-            out[lo + row] = token_lp[row, start - 1 : len(seq) - 1].mean()
-    return out
+    lps = answer_token_logprobs(side, rows, pad=pad, batch_size=batch_size)
+    return torch.stack([lp.mean() for lp in lps]) if lps else torch.empty(0)
 
 
 @dataclass

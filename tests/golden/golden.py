@@ -2,7 +2,8 @@
 
 The golden file keeps what the audit concluded, without timings, dates or paths: each
 finding's id and numbers, the verdict and the score, plus the models' hashes it was made
-with. :func:`compare` holds a new audit to it (same ids, numbers within 1e-6, same verdict).
+with. :func:`compare` holds a new audit to it (same ids, numbers within :data:`REL_TOL` relative
+or :data:`ABS_TOL` absolute, same verdict).
 
 Regenerate it after a deliberate change to the findings or the organisms::
 
@@ -25,7 +26,13 @@ import typer
 GOLDEN = Path(__file__).with_name("audit_fast_insecure.json")
 NUMBERS = ("value", "control", "effect_size", "ci_low", "ci_high", "weight")
 """The numeric fields of a finding that the comparison holds to the tolerance."""
-TOLERANCE = 1e-6
+REL_TOL = 2e-4
+ABS_TOL = 1e-5
+"""How far a number may move. Not 1e-6: float32 kernels differ between CPUs (AVX2 vs AVX-512
+builds of the same matmul round differently). On a second 2-core AMD EPYC host, findings
+no code change had touched moved by up to 5.5e-5 relative (``probes.drift_projection.code``)
+and 5.4e-5 absolute (``adversary.melbo_kl`` effect size 3.41), with ids, flags and verdict
+equal. A change of method moves them by far more."""
 RENAMED: dict[str, str] = {}
 """Finding ids renamed since the golden was made (old id -> new id); none so far."""
 
@@ -63,7 +70,7 @@ def _close(a: Any, b: Any) -> bool:
         return a is b
     if math.isnan(a) or math.isnan(b):
         return math.isnan(a) and math.isnan(b)
-    return math.isclose(a, b, rel_tol=TOLERANCE, abs_tol=TOLERANCE)
+    return math.isclose(a, b, rel_tol=REL_TOL, abs_tol=ABS_TOL)
 
 
 def compare(golden: dict[str, Any], new: dict[str, Any]) -> list[str]:
