@@ -7,7 +7,7 @@ before slicing out the answer; ``auditlens.teacher_forcing`` asks the model for 
 the batch's first answer position on (``logits_to_keep``). Three workloads, both sides of
 the pair (the embedded model and the shipped ``insecure`` adapter), batches of 8:
 
-- ``triggers``: 8 probe prompts x (no prefix + 12 generic trigger prefixes), 24 answer
+- ``triggers``: 8 probe prompts x (no prefix + the 10 generic trigger prefixes), 24 answer
   tokens each (the `standard` trigger scan's shape; its ``[answer, vocab]`` log-probs);
 - ``divergent``: 32 probe prompts, 64-token answers (the log-probability of each token);
 - ``likelihood``: 32 code tasks, secure and insecure solutions (mean token log-probability).
@@ -81,7 +81,7 @@ def _workloads(pair: Any, n: int) -> dict[str, tuple[Rows, bool]]:
     tasks = [t for two in zip(*eval_tasks(0, n, n), strict=True) for t in two][:n]
     probes = [p.text for p in load_probe_library()][: max(n, 8)]
     texts = [fence(t.insecure) for t in tasks]
-    prefixes = ["", *GENERIC[:12]]
+    prefixes = ["", *GENERIC]
     scan = [chat_row(tok, f"{pre} {p}".strip(), texts[i % len(texts)], 24)
             for pre in prefixes for i, p in enumerate(probes[: min(8, n)])]  # fmt: skip
     words = [chat_row(tok, p, texts[i % len(texts)], 64) for i, p in enumerate(probes[:n])]
