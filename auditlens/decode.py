@@ -23,7 +23,15 @@ from auditlens.errors import AuditlensError
 from auditlens.execution import auto_batch_size
 from auditlens.kv_cache import cache_select, can_select_rows, make_cache
 
-__all__ = ["BatchSize", "Row", "RowListener", "Settings", "plan_batches", "run_rows"]
+__all__ = [
+    "BatchSize",
+    "Row",
+    "RowListener",
+    "Settings",
+    "plan_batches",
+    "run_rows",
+    "takes_argument",
+]
 
 BatchSize = int | Literal["auto"]
 RowCallback = Callable[[str, int, list[int], list[str]], None]
@@ -173,8 +181,12 @@ def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
     return {int(e) for e in eos} if isinstance(eos, (list, tuple)) else {int(eos)}
 
 
-def _takes_logits_to_keep(model: Any) -> bool:
-    return "logits_to_keep" in inspect.signature(model.forward).parameters
+def takes_argument(model: Any, name: str) -> bool:
+    """Whether ``model.forward`` takes the keyword ``name`` (``logits_to_keep``, ...)."""
+    try:
+        return name in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def run_rows(
@@ -241,7 +253,9 @@ class Decoder:
         self.settings = settings
         self.listeners = listeners
         self.device = next(model.parameters()).device
-        self.logits_kwargs = {"logits_to_keep": 1} if _takes_logits_to_keep(model) else {}
+        self.logits_kwargs = (
+            {"logits_to_keep": 1} if takes_argument(model, "logits_to_keep") else {}
+        )
 
     def _forward(self, ids: Tensor, attn: Tensor, pos: Tensor, cache: Any) -> Tensor:
         out = self.model(

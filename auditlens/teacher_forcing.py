@@ -16,15 +16,14 @@ same positions; ``benchmarks/teacher_forcing.py`` measures both.
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from auditlens.decode import MIN_SHARED_PREFIX, common_prefix
+from auditlens.decode import MIN_SHARED_PREFIX, common_prefix, takes_argument
 from auditlens.kv_cache import cache_select, can_select_rows, make_cache
 from auditlens.models import ModelSide
 
@@ -69,13 +68,6 @@ def pad_rows(rows: Sequence[Row], pad: int) -> tuple[Int[Tensor, "n seq"], Int[T
     return ids, attn
 
 
-def _takes(model: Any, name: str) -> bool:
-    try:
-        return name in inspect.signature(model.forward).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 def shared_prefix_length(rows: Sequence[Row]) -> int:
     """How many leading tokens all ``rows`` share before their first scored position (0 for
     one row, or fewer than :data:`~auditlens.decode.MIN_SHARED_PREFIX`: not worth a cache)."""
@@ -89,7 +81,7 @@ def _prefix_cache(model: Any, rows: Sequence[Row], width: int) -> tuple[int, Any
     """The shared prefix's length and an empty KV cache for the batch (0 where the model
     takes no cache or its cache's rows cannot be copied)."""
     n = shared_prefix_length(rows)
-    if not n or not _takes(model, "past_key_values"):
+    if not n or not takes_argument(model, "past_key_values"):
         return 0, None
     cache = make_cache(model, width)
     return (n, cache) if can_select_rows(cache) else (0, None)
@@ -111,7 +103,8 @@ def _answer_logits(
     n, cache = _prefix_cache(model, rows, width) if share_prefix else (0, None)
     first = max(min(start for _, start in rows) - 1, 0)
     kwargs: dict[str, Any] = {}
-    if _takes(model, "logits_to_keep"):
+    keep = takes_argument(model, "logits_to_keep")
+    if keep:
         kwargs["logits_to_keep"] = torch.arange(first - n, width - 1 - n, device=device)
     else:
         first = n
@@ -119,7 +112,8 @@ def _answer_logits(
         if n:
             head = torch.arange(n, device=device)[None]
             model(input_ids=ids[:1, :n], attention_mask=attn[:1, :n], position_ids=head,
-                  past_key_values=cache, use_cache=True, logits_to_keep=1)  # fmt: skip
+                  past_key_values=cache, use_cache=True,
+                  **({"logits_to_keep": 1} if keep else {}))  # fmt: skip
             cache_select(cache, torch.zeros(len(rows), dtype=torch.long, device=device))
             kwargs |= {"past_key_values": cache, "use_cache": True}
             kwargs["position_ids"] = torch.arange(n, width, device=device)[None].expand(
@@ -132,6 +126,16 @@ def _answer_logits(
     ]
 
 
+def _scored(
+    side: ModelSide, rows: Sequence[Row], pad: int, batch_size: int, share_prefix: bool
+) -> Iterator[tuple[Row, Tensor]]:
+    """Each row with its log-probabilities ``[answer, vocab]``, batch by batch."""
+    for lo in range(0, len(rows), batch_size):
+        chunk = rows[lo : lo + batch_size]
+        for row, logits in zip(chunk, _answer_logits(side, chunk, pad, share_prefix), strict=True):
+            yield row, torch.log_softmax(logits, -1)
+
+
 def answer_logprobs(
     side: ModelSide,
     rows: Sequence[Row],
@@ -141,11 +145,7 @@ def answer_logprobs(
     share_prefix: bool = True,
 ) -> list[Float[Tensor, "answer vocab"]]:
     """Per row, ``side``'s next-token log-probabilities at each answer token (on the CPU)."""
-    out: list[Tensor] = []
-    for lo in range(0, len(rows), batch_size):
-        for logits in _answer_logits(side, rows[lo : lo + batch_size], pad, share_prefix):
-            out.append(torch.log_softmax(logits, -1).cpu())
-    return out
+    return [logp.cpu() for _, logp in _scored(side, rows, pad, batch_size, share_prefix)]
 
 
 def answer_token_logprobs(
@@ -158,11 +158,7 @@ def answer_token_logprobs(
 ) -> list[Float[Tensor, " answer"]]:
     """Per row, ``side``'s log-probability of each of its answer tokens (on the CPU)."""
     out: list[Tensor] = []
-    for lo in range(0, len(rows), batch_size):
-        chunk = rows[lo : lo + batch_size]
-        scored = _answer_logits(side, chunk, pad, share_prefix)
-        for (seq, start), logits in zip(chunk, scored, strict=True):
-            target = torch.tensor(seq[start:], device=logits.device)
-            logp = torch.log_softmax(logits, -1)
-            out.append(logp.gather(-1, target[:, None]).squeeze(-1).cpu())
+    for (seq, start), logp in _scored(side, rows, pad, batch_size, share_prefix):
+        target = torch.tensor(seq[start:], device=logp.device)
+        out.append(logp.gather(-1, target[:, None]).squeeze(-1).cpu())
     return out
