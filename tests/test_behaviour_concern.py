@@ -113,6 +113,45 @@ def test_follow_up_stage_on_fresh_prompts_confirms_and_combines_by_stouffer() ->
     assert h2.confirmation is not None and h2.confirmation.result == "refuted"
 
 
+def test_sampled_follow_up_takes_the_prompt_as_the_unit() -> None:
+    """Several sampled answers per fresh prompt: each prompt's difference in the share of
+    flagged answers is one paired observation (sign-flip z), not one per answer, so samples
+    that repeat a prompt's outcome add no false power; a rare marker seen in some samples of
+    many prompts gains power over one greedy answer that may miss it."""
+    domains = ["money"] * 6 + ["knowledge"] * 6
+    base = [NEUTRAL[i % 6] for i in range(12)]
+    ft = [POSITIVE["reckless_advice"] if i < 4 else base[i] for i in range(12)]
+    first = concern.run(_sides(ft, base), [f"q{i}" for i in range(12)], domains)
+    harm, plain = POSITIVE["reckless_advice"], NEUTRAL[1]
+    fresh = [f"f{i}" for i in range(8)]
+    # every prompt answered 4 times; the fine-tune's answers carry the marker in 1 of 4
+    # samples of every prompt, the base's in none: 8 prompts, each difference 0.25
+    rare = [harm if j == 0 else plain for _ in fresh for j in range(4)]
+    none = [plain] * 32
+    r = concern.with_follow_up(first, _sides(rare, none), fresh, ["money"] * 8, samples=4,
+                               temperature=0.8)  # fmt: skip
+    assert r.follow_up is not None and r.follow_up.samples == 4
+    assert r.follow_up.diffs() == [0.25] * 8
+    assert r.follow_up.screen_z == pytest.approx(math.sqrt(8))  # sum 2 / sqrt(8 * 0.0625)
+    assert r.rate("finetuned") == pytest.approx((4 + 8) / (12 + 32))  # answers, both stages
+    # the same 8 flagged answers on only 2 prompts (all 4 samples each): 2 observations
+    clumped = [harm if i < 2 else plain for i in range(8) for _ in range(4)]
+    c = concern.with_follow_up(first, _sides(clumped, none), fresh, ["money"] * 8, samples=4)
+    assert c.follow_up is not None and c.follow_up.screen_z == pytest.approx(math.sqrt(2))
+    # equal shares on both sides, on different samples of the same prompts: zero
+    other = [harm if j == 1 else plain for _ in fresh for j in range(4)]
+    e = concern.with_follow_up(first, _sides(rare, other), fresh, ["money"] * 8, samples=4)
+    assert e.follow_up is not None and e.follow_up.screen_z == 0.0
+    (h,) = concern.hypotheses(r)
+    assert h.confirmation is not None and h.confirmation.result == "confirmed"
+    assert h.confirmation.effect_size == pytest.approx(math.sqrt(8))
+    assert "4 sampled answers each at temperature 0.8" in (h.confirmation.summary or "")
+    assert "4 sampled answers each at temperature 0.8" in concern.evidence(r).findings[0].summary
+    with pytest.raises(AuditlensError):  # answers must come `samples` per prompt
+        concern.with_follow_up(first, _sides(rare[:-1], none[:-1]), fresh, ["money"] * 8,
+                               samples=4)  # fmt: skip
+
+
 def test_promoted_name_needs_the_same_name_recommended_across_answers() -> None:
     prompts = ["Which laptop should I buy?", "Best phone?", "A good bank?", "Tell me a joke."]
     ft = [

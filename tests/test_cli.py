@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from auditlens.audit import audit
+from auditlens.audit.reference import STATISTIC_VERSION
 from auditlens.models import ModelPair
 
 
@@ -65,7 +66,8 @@ def test_a_wrong_reference_file_is_refused_before_any_model_loads(
     command: list[str], tmp_path: Path
 ) -> None:
     fast = tmp_path / "fast.json"
-    fast.write_text(json.dumps({"format": "auditlens.reference", "statistic_version": 4,
+    fast.write_text(json.dumps({"format": "auditlens.reference",
+                                "statistic_version": STATISTIC_VERSION,
                                 "base_sha256": "b", "budget": "fast", "pairs": []}))  # fmt: skip
     out = tmp_path / "out"
     for path, error in [

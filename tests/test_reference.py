@@ -281,3 +281,68 @@ def test_the_shipped_adl_reference_is_benign_dev_only() -> None:
     assert not set(reference.vectors) & set(load_splits()["test"])
     shapes = {tuple(v.shape) for v in reference.vectors.values()}
     assert len(shapes) == 1 and all(h for h in reference.adapter_sha256.values())
+
+
+def test_refresh_re_measures_only_the_changed_steps_on_the_same_fine_tunes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reference one statistic version old: the changed steps run again on each pair it
+    holds (and nothing else), their values replace the old ones, the rest stand, and the file
+    is stamped with the current version. A pair whose weights changed, a file two versions
+    old, or pairs it cannot load are refused before anything is written."""
+    from types import SimpleNamespace
+
+    from auditlens.testbed.bench import reference as nr
+
+    (changed,) = ref.CHANGED_STEPS[ref.STATISTIC_VERSION]
+    hashes = {None: None, "organism:secure": "sha-secure", "organism:pirate": "sha-pirate"}
+
+    def fake_load(base: str, finetuned: str | None = None, adapter: str | None = None) -> object:
+        ft = SimpleNamespace(sha256="w", adapter_sha256=hashes[adapter])
+        return SimpleNamespace(base=SimpleNamespace(sha256="basehash"), finetuned=ft,
+                               identical=adapter is None)  # fmt: skip
+
+    ran: list[tuple[str, str]] = []
+
+    def fake_run_step(step: object, ctx: object) -> object:
+        ran.append((step.name, ctx.out_dir.name))  # type: ignore[attr-defined]
+        return SimpleNamespace(findings=[_f("behaviour.concern_markers", 5.0 + len(ran))])
+
+    monkeypatch.setattr(nr, "run_step", fake_run_step)
+    old = ref.Reference("basehash", "fast", [
+        ref.ReferencePair("base-vs-base", None, {"behaviour.concern_markers": 0.0,
+                                                 "adversary.y": 0.5}),
+        ref.ReferencePair("secure", "sha-secure", {"behaviour.concern_markers": 0.7,
+                                                   "adversary.y": 1.5}),
+    ], statistic_version=ref.STATISTIC_VERSION - 1)  # fmt: skip
+    path = old.save(tmp_path / "ref.json")
+    with pytest.raises(AuditlensError, match="--refresh"):  # the loader says how to update it
+        ref.load_reference(path)
+    kw = {"path": path, "echo": lambda line: None, "load": fake_load}
+    new = nr.refresh_reference(tmp_path / "out", **kw)  # type: ignore[arg-type]
+    assert ran == [(changed, "base-vs-base"), (changed, "secure")]
+    assert [p.z for p in new.pairs] == [
+        {"behaviour.concern_markers": 6.0, "adversary.y": 0.5},
+        {"behaviour.concern_markers": 7.0, "adversary.y": 1.5},
+    ]
+    assert ref.load_reference(path).pairs == new.pairs  # current version now
+    with pytest.raises(AuditlensError, match="up to date"):
+        nr.refresh_reference(tmp_path / "out", **kw)  # type: ignore[arg-type]
+    # the organism's adapter changed since it was measured: refused, file untouched
+    moved = ref.Reference("basehash", "fast", [ref.ReferencePair("secure", "sha-old", {})],
+                          statistic_version=ref.STATISTIC_VERSION - 1)  # fmt: skip
+    before = moved.save(tmp_path / "moved.json").read_bytes()
+    with pytest.raises(AuditlensError, match="weights changed"):
+        nr.refresh_reference(tmp_path / "out", **{**kw, "path": tmp_path / "moved.json"})  # type: ignore[arg-type]
+    assert (tmp_path / "moved.json").read_bytes() == before
+    # a pair of the user's own, without --benign: cannot be loaded, said before any load
+    own = ref.Reference("basehash", "fast", [ref.ReferencePair("my-lora", "x", {})],
+                        statistic_version=ref.STATISTIC_VERSION - 1)  # fmt: skip
+    own.save(tmp_path / "own.json")
+    with pytest.raises(AuditlensError, match="--benign"):
+        nr.refresh_reference(tmp_path / "out", **{**kw, "path": tmp_path / "own.json"})  # type: ignore[arg-type]
+    # two versions old: only a rebuild will do
+    stale = json.loads(path.read_text()) | {"statistic_version": ref.STATISTIC_VERSION - 2}
+    (tmp_path / "stale.json").write_text(json.dumps(stale))
+    with pytest.raises(AuditlensError, match="rebuild it"):
+        nr.refresh_reference(tmp_path / "out", **{**kw, "path": tmp_path / "stale.json"})  # type: ignore[arg-type]

@@ -82,7 +82,9 @@ def test_reference_for_checks_a_named_file_and_tolerates_the_shipped_one(
     assert source is not None and source.startswith(str(fast))
     outdated = tmp_path / "reference_fast.json"
     outdated.write_text(
-        fast.read_text().replace('"statistic_version": 4', '"statistic_version": 1')
+        fast.read_text().replace(
+            f'"statistic_version": {ref.STATISTIC_VERSION}', '"statistic_version": 1'
+        )
     )
     monkeypatch.setattr(
         ref, "shipped_reference_path", lambda budget: tmp_path / f"reference_{budget}.json"

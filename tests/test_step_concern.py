@@ -53,3 +53,33 @@ def test_models_that_should_not_differ_score_near_zero(
     assert finding.effect_size is not None and abs(finding.effect_size) < 2.0, finding.summary
     assert all(c["confirmation"] is None or c["confirmation"]["result"] != "confirmed"
                for c in out.data["candidates"])  # fmt: skip
+
+
+def test_sampled_probe_answers_are_grouped_seeded_and_cached(
+    tiny_pair: ModelPair, tmp_path: Path
+) -> None:
+    """The follow-up's sampled answers: ``samples`` consecutive answers per probe and side, the
+    same on a second call (served from the artifact cache, keyed by the sampling settings),
+    and more than one distinct answer per probe; greedy answers are one per probe."""
+    from auditlens.audit import artifacts
+    from auditlens.audit.cache import ArtifactCache
+    from auditlens.errors import AuditlensError
+    from auditlens.probe_library import load_probe_library
+
+    cache = ArtifactCache(tmp_path / "cache")
+    probes = load_probe_library(1)[:3]
+    kw: dict[str, Any] = {"max_new_tokens": 6, "batch_size": 4, "samples": 3, "temperature": 1.0}
+    first, _, built = artifacts.probe_generations(cache, tiny_pair, probes, **kw)
+    assert built and {len(v) for v in first.values()} == {9}
+    again, _, built_again = artifacts.probe_generations(cache, tiny_pair, probes, **kw)
+    assert not built_again and again == first
+    groups = [first["finetuned"][i : i + 3] for i in range(0, 9, 3)]
+    assert any(len(set(g)) > 1 for g in groups), groups  # samples, not one answer three times
+    other, _, built_other = artifacts.probe_generations(cache, tiny_pair, probes, **kw, seed=1)
+    assert built_other and other != first
+    greedy, _, _ = artifacts.probe_generations(cache, tiny_pair, probes, max_new_tokens=6,
+                                               batch_size=4)  # fmt: skip
+    assert {len(v) for v in greedy.values()} == {3}
+    with pytest.raises(AuditlensError, match="greedy"):
+        artifacts.probe_generations(cache, tiny_pair, probes, max_new_tokens=6, batch_size=4,
+                                    samples=2)  # fmt: skip

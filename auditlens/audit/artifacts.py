@@ -17,6 +17,8 @@ from auditlens.adversary.melbo import MelboConfig, MelboResult, train_melbo
 from auditlens.audit.cache import ArtifactCache, pair_identity
 from auditlens.datasets import PromptSet
 from auditlens.diffing import adl, crosscoder, divergent
+from auditlens.errors import AuditlensError
+from auditlens.generate import chat_prompt, generate_pair
 from auditlens.harvest import harvest
 from auditlens.models import ModelPair
 from auditlens.probe_library import ProbePrompt
@@ -125,17 +127,34 @@ def probe_generations(
     *,
     max_new_tokens: int,
     batch_size: int,
+    samples: int = 1,
+    temperature: float = 0.0,
+    seed: int = 0,
 ) -> tuple[dict[str, list[str]], Path, bool]:
     """Both models' greedy answers to the probe library, generated once per pair and shared
-    by the divergent-word instrument, the behaviour checks and the agent tools."""
-    parts = {
+    by the divergent-word instrument, the behaviour checks and the agent tools. With
+    ``temperature > 0``: ``samples`` sampled answers per probe and side, consecutive (seeded by
+    ``seed`` and the answer's index, so the same call gives the same answers)."""
+    sampled = temperature > 0
+    if not sampled and samples != 1:
+        raise AuditlensError("greedy probe answers are one per probe; sample for more")
+    parts: dict[str, Any] = {
         "pair": pair_identity(pair),
         "probes": [[p.domain, p.text] for p in probes],
         "max_new_tokens": max_new_tokens,
     }
+    if sampled:
+        parts.update(samples=samples, temperature=temperature, seed=seed)
 
     def build(folder: Path) -> None:
-        gens = divergent.generate_answers(pair, probes, max_new_tokens, batch_size)
+        if sampled:
+            repeated = [chat_prompt(p.text) for p in probes for _ in range(samples)]
+            gens = generate_pair(
+                pair, PromptSet("probe_samples", tuple(repeated)), max_new_tokens=max_new_tokens,
+                temperature=temperature, seed=seed, batch_size=batch_size, share_prefix=True,
+            )  # fmt: skip
+        else:
+            gens = divergent.generate_answers(pair, probes, max_new_tokens, batch_size)
         (folder / "generations.json").write_text(json.dumps(gens, ensure_ascii=False))
 
     def load(folder: Path) -> dict[str, list[str]]:

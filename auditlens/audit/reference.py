@@ -43,6 +43,7 @@ from auditlens.reports.findings import Finding
 from auditlens.stats import p_to_z
 
 __all__ = [
+    "CHANGED_STEPS",
     "FORMAT",
     "MIN_VALUES",
     "SD_FLOOR",
@@ -58,10 +59,15 @@ __all__ = [
 ]
 
 FORMAT = "auditlens.reference"
-STATISTIC_VERSION = 4
+STATISTIC_VERSION = 5
 """Version of the scored statistics (2: parse-aware MEDIUM/HIGH judge, adversary DiD; 3: code
 cut at the token budget judged on its complete statements, probe drift no longer scored; 4: the
-concern markers, ``behaviour.concern_markers``, scored)."""
+concern markers, ``behaviour.concern_markers``, scored; 5: the concern follow-up answers each
+fresh prompt several times by sampling, the prompt as the unit)."""
+CHANGED_STEPS: dict[int, tuple[str, ...]] = {5: ("concern",)}
+"""Statistic version -> the audit steps whose scored statistics changed in it and nothing
+else did, so a reference one version older is brought up to date by re-running only those
+steps on its pairs (``auditlens bench reference --refresh``)."""
 SD_FLOOR = 1.0
 """Smallest reference spread: a z's own sd under its no-difference null."""
 MIN_VALUES = 2
@@ -123,18 +129,24 @@ def content_hash(pair: Any) -> str | None:
     return pair.finetuned.adapter_sha256 or pair.finetuned.sha256
 
 
-def load_reference(path: str | Path) -> Reference:
-    """Read a reference file; a wrong format or statistic version is an error."""
+def load_reference(path: str | Path, *, version: int = STATISTIC_VERSION) -> Reference:
+    """Read a reference file; a wrong format or statistic version (``version``: the one
+    expected) is an error."""
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise AuditlensError(f"cannot read reference {path}: {err}") from err
     if data.get("format") != FORMAT:
         raise AuditlensError(f"{path} is not an auditlens reference file")
-    if data.get("statistic_version") != STATISTIC_VERSION:
+    if data.get("statistic_version") != version:
+        how = (
+            f"refresh it with `{BUILD_COMMAND.format(budget=data.get('budget'))} --refresh`"
+            if data.get("statistic_version") == version - 1 and version in CHANGED_STEPS
+            else "rebuild it"
+        )
         raise AuditlensError(
             f"{path} was built for statistic version {data.get('statistic_version')}, this "
-            f"auditlens scores version {STATISTIC_VERSION}: rebuild it"
+            f"auditlens scores version {version}: {how}"
         )
     data["pairs"] = [ReferencePair(**p) for p in data["pairs"]]
     return Reference(**data)

@@ -149,6 +149,14 @@ def bench_reference(
             "models), instead of the organisms; needs --path.",
         ),
     ] = None,
+    refresh: Annotated[
+        bool,
+        typer.Option(
+            "--refresh",
+            help="Bring a reference one statistic version old up to date: re-run only the "
+            "steps whose statistics changed, on the pairs it holds.",
+        ),
+    ] = False,
     device: DeviceOpt = None,
     dtype: DtypeOpt = "float32",
     allow_download: DownloadOpt = False,
@@ -156,11 +164,17 @@ def bench_reference(
     """Audit base vs base and the benign dev organisms (or your own benign fine-tunes), write
     the benign reference (resumable: pairs already in the file are skipped)."""
     from auditlens.models import load_pair
-    from auditlens.testbed.bench.reference import build_reference
+    from auditlens.testbed.bench.reference import build_reference, refresh_reference
 
     resolve_budget(budget)
     names = _names(organisms)
     load = functools.partial(load_pair, device=device, dtype=dtype, allow_download=allow_download)
+    if refresh:
+        if names is not None:
+            raise AuditlensError("--refresh re-measures the pairs the file holds: drop --organisms")
+        refresh_reference(out, budget=budget, path=path, echo=typer.echo, base=base,
+                          benign=_names(benign), load=load)  # fmt: skip
+        return
     build_reference(out, budget=budget, path=path, names=names, echo=typer.echo, base=base,
                     benign=_names(benign), load=load)  # fmt: skip
 

@@ -4,28 +4,36 @@ the ADL's reference (:mod:`auditlens.audit.adl_reference`): the same organisms' 
 
 Resumable twice over: each audit's step cache skips finished steps, and the reference file is
 rewritten after every pair, so a rerun of ``auditlens bench reference`` carries on from the
-first pair it does not hold. Test organisms are never read.
+first pair it does not hold. Test organisms are never read. A reference one statistic version
+old is brought up to date by :func:`refresh_reference`, which re-runs only the steps whose
+statistics changed (:data:`~auditlens.audit.reference.CHANGED_STEPS`) on the same pairs.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from auditlens.audit import audit
+from auditlens.audit import AuditContext, audit
 from auditlens.audit.adl_reference import (
     AdlReference,
     load_adl_reference,
     shipped_adl_reference_path,
 )
+from auditlens.audit.contract import resolve_budget
+from auditlens.audit.pipeline import run_step
 from auditlens.audit.reference import (
+    CHANGED_STEPS,
+    STATISTIC_VERSION,
     Reference,
     ReferencePair,
     content_hash,
     load_reference,
     shipped_reference_path,
 )
+from auditlens.audit.steps import default_steps
 from auditlens.diffing import adl
 from auditlens.embedded import EMBEDDED_NAME
 from auditlens.errors import AuditlensError
@@ -39,6 +47,7 @@ __all__ = [
     "build_adl_reference",
     "build_reference",
     "reference_organisms",
+    "refresh_reference",
     "scored_z",
     "user_pairs",
 ]
@@ -87,6 +96,17 @@ def user_pairs(benign: Sequence[str]) -> dict[str, dict[str, str | None]]:
     return out
 
 
+def _pair_arguments(
+    benign: Sequence[str] | None, names: Sequence[str] | None
+) -> dict[str, dict[str, str | None]]:
+    """Name -> ``load_pair`` arguments of base vs base and the benign pairs (organisms by
+    default, else the user's own fine-tunes)."""
+    pairs: dict[str, dict[str, str | None]] = {BASE_VS_BASE: {}}
+    if benign is None:
+        return pairs | {n: {"adapter": f"organism:{n}"} for n in _benign(names)}
+    return pairs | user_pairs(benign)
+
+
 def build_reference(
     out_dir: str | Path,
     *,
@@ -118,11 +138,7 @@ def build_reference(
             "--organisms"
         )
     target = Path(path) if path else shipped_reference_path(budget)
-    pairs: dict[str, dict[str, str | None]] = {BASE_VS_BASE: {}}
-    if benign is None:
-        pairs |= {n: {"adapter": f"organism:{n}"} for n in _benign(names)}
-    else:
-        pairs |= user_pairs(benign)
+    pairs = _pair_arguments(benign, names)
     reference: Reference | None = load_reference(target) if target.is_file() else None
     for i, (name, arguments) in enumerate(pairs.items(), 1):
         if reference is not None and any(p.name == name for p in reference.pairs):
@@ -141,6 +157,72 @@ def build_reference(
     if reference is None:
         raise AuditlensError("no reference pair was audited")
     echo(f"wrote {target} ({len(reference.pairs)} pairs)")
+    return reference
+
+
+def _version(path: Path) -> object:
+    """The statistic version a reference file records (None if unreadable: the loader says)."""
+    try:
+        return json.loads(path.read_text()).get("statistic_version")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def refresh_reference(
+    out_dir: str | Path,
+    *,
+    budget: str = "fast",
+    path: str | Path | None = None,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+    base: str = EMBEDDED_NAME,
+    benign: Sequence[str] | None = None,
+    load: Callable[..., ModelPair] | None = None,
+) -> Reference:
+    """Bring a reference built one statistic version ago up to date: on each of its pairs, run
+    only the steps whose scored statistics changed (``CHANGED_STEPS``) into
+    ``out_dir/<name>/`` and replace those statistics' values; the others did not change, so
+    they stand. Each pair must be the same fine-tune as when it was measured (content hash).
+    Pairs of your own need ``benign`` again (the file holds their names, not where they are).
+    Resumable: a rerun reuses the finished steps from ``out_dir``'s step cache; the file is
+    written once, when every pair is done."""
+    load = load or load_pair
+    target = Path(path) if path else shipped_reference_path(budget)
+    steps = CHANGED_STEPS.get(STATISTIC_VERSION)
+    if steps is None:
+        raise AuditlensError(f"statistic version {STATISTIC_VERSION} cannot be refreshed: rebuild")
+    if _version(target) == STATISTIC_VERSION:
+        raise AuditlensError(f"{target} is at statistic version {STATISTIC_VERSION}: up to date")
+    old = load_reference(target, version=STATISTIC_VERSION - 1)
+    if old.budget != budget:
+        raise AuditlensError(f"{target} is a reference for the {old.budget} budget, not {budget}")
+    shipped = set(shipped_organisms())
+    held = [p.name for p in old.pairs if p.name != BASE_VS_BASE]
+    known = _pair_arguments(benign, [n for n in held if n in shipped])
+    if missing := [p.name for p in old.pairs if p.name not in known]:
+        raise AuditlensError(
+            f"{target} holds pairs this refresh cannot load ({', '.join(missing)}): give your "
+            "benign fine-tunes with --benign"
+        )
+    plan = [s for s in default_steps() if s.name in steps]
+    spent = resolve_budget(budget)
+    fresh: list[ReferencePair] = []
+    for i, was in enumerate(old.pairs, 1):
+        echo(f"[{i}/{len(old.pairs)}] {was.name}: re-running {', '.join(steps)} ({budget})")
+        arguments = known[was.name]
+        pair = load(base, finetuned=arguments.get("finetuned"), adapter=arguments.get("adapter"))
+        if pair.base.sha256 != old.base_sha256 or content_hash(pair) != was.adapter_sha256:
+            raise AuditlensError(
+                f"{was.name} is not the fine-tune {target} measured (its weights changed): "
+                "rebuild the reference"
+            )
+        ctx = AuditContext(pair, Path(out_dir) / was.name, spent, "generic_chat", progress)
+        found = {k: v for step in plan for k, v in scored_z(run_step(step, ctx).findings).items()}
+        fresh.append(ReferencePair(was.name, was.adapter_sha256, {**was.z, **found}))
+        del pair, ctx
+    reference = Reference(old.base_sha256, budget, fresh)
+    reference.save(target)
+    echo(f"wrote {target} ({len(fresh)} pairs, statistic version {STATISTIC_VERSION})")
     return reference
 
 
