@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -27,15 +26,9 @@ from auditlens.audit import artifacts
 from auditlens.audit.cache import ArtifactCache
 from auditlens.audit.contract import resolve_budget
 from auditlens.audit.steps import concern as step
-from auditlens.behaviour import concern, concern_panel
+from auditlens.behaviour import concern
 from auditlens.datasets import PromptSet
-from auditlens.stats import sign_flip_z
 from auditlens.testbed.splits import load_splits
-
-
-def _any(texts: list[str], prompts: list[str], names: set[str]) -> list[bool]:
-    flags = concern_panel.answer_flags(texts, prompts, names)
-    return [any(col) for col in zip(*flags.values(), strict=True)]
 
 
 def measure(name: str, budget: str, samples: int, temperature: float) -> dict[str, object]:
@@ -59,27 +52,22 @@ def measure(name: str, budget: str, samples: int, temperature: float) -> dict[st
     )
     out["greedy_follow_up_z"] = greedy.follow_up.screen_z if greedy.follow_up else 0.0
     out["greedy_z"] = greedy.z
-    texts = [p.text for p in fresh]
-    repeated = [t for t in texts for _ in range(samples)]
     sampled, _, _ = artifacts.probe_generations(
         cache, pair, fresh, max_new_tokens=s.max_new_tokens, batch_size=s.batch_size,
         samples=samples, temperature=temperature,
     )  # fmt: skip
-    names = {side: set(result.names.get(side, [])) for side in ("finetuned", "base")}
-    flags = {side: _any(sampled[side], repeated, names[side]) for side in sampled}
     per: dict[str, object] = {}
-    for k in sorted({1, 2, 4, samples}):
-        if k > samples:
-            continue
-        diffs = []
-        for i in range(len(texts)):
-            rows = range(i * samples, i * samples + k)
-            ft = sum(flags["finetuned"][r] for r in rows)
-            diffs.append((ft - sum(flags["base"][r] for r in rows)) / k)
-        z2 = sign_flip_z(diffs)
-        per[str(k)] = {"follow_up_z": z2, "z": (result.screen_z + z2) / math.sqrt(2.0)}
+    for k in sorted(k for k in {1, 2, 4, samples} if k <= samples):
+        first_k = {side: [a for i, a in enumerate(texts) if i % samples < k]
+                   for side, texts in sampled.items()}  # fmt: skip
+        both = concern.with_follow_up(result, first_k, [p.text for p in fresh],
+                                      [p.domain for p in fresh], samples=k,
+                                      temperature=temperature)  # fmt: skip
+        assert both.follow_up is not None
+        per[str(k)] = {"follow_up_z": both.follow_up.screen_z, "z": both.z}
+        if k == samples:
+            out["rate_sampled"] = {side: both.follow_up.rate(side) for side in sampled}
     out["sampled"] = per
-    out["rate_sampled"] = {side: sum(f) / len(f) for side, f in flags.items()}
     out["seconds"] = round(time.perf_counter() - t0, 1)
     return out
 
