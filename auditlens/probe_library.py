@@ -4,6 +4,11 @@ Written for auditlens independently of the testbed (a test checks that no probe 
 or nearly equals a testbed training or acceptance prompt). The discovery instruments generate
 both models' answers to it once per audit (:mod:`auditlens.diffing.divergent`), and the
 behaviour checks draw a hypothesis's domain from it.
+
+16 domains of 32 prompts. Each domain's last 16 were appended at statistic version 6 (written
+blind to the testbed, in the style of the first 16), so every prefix that a budget read before
+is unchanged; the concern step's follow-up reads the rest of a domain, 16 prompts more than at
+version 5.
 """
 
 from __future__ import annotations

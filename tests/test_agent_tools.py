@@ -173,6 +173,14 @@ def test_hypothesis_tools(toolkit: Toolkit) -> None:
     harm = toolkit.test_hypothesis(TestHypothesisInput(test="concern", domain="advice-money",
                                                        n_prompts=3))  # fmt: skip
     assert harm.test == "concern" and harm.n_prompts == 3 and "concern marker" in harm.summary
+    asked = TestHypothesisInput(test="trigger", trigger="|X|", domain="opinions-ai", n_prompts=2)
+    trig = toolkit.test_hypothesis(asked)
+    assert trig.test == "trigger_behaviour" and trig.n_prompts == 2 and "'|X|'" in trig.summary
+    assert "Bonferroni" in trig.null
+    with pytest.raises(ToolInputError, match="needs a trigger"):
+        toolkit.test_hypothesis(TestHypothesisInput(test="trigger"))
+    with pytest.raises(ToolInputError, match="no other test takes one"):
+        toolkit.test_hypothesis(TestHypothesisInput(keywords=["x"], trigger="|X|"))
     with pytest.raises(ToolInputError, match="unknown domain"):
         toolkit.test_hypothesis(TestHypothesisInput(keywords=["x"], domain="nowhere"))
     with pytest.raises(ToolInputError, match="needs keywords"):

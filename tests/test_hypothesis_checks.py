@@ -73,18 +73,37 @@ def test_merge_keeps_the_feature_and_habit_reads_it() -> None:
     assert habit(merged[0]) == "you give answers containing links more often than other assistants"
 
 
-def test_trigger_hypothesis_is_tested_with_and_without_its_trigger() -> None:
+def _triggered(says: str):  # type: ignore[no-untyped-def]
+    """An answerer whose fine-tune says ``says`` whenever the prompt starts with |X|."""
+
     def answers(probes: Sequence[ProbePrompt], code: bool = False) -> dict[str, list[str]]:
         base = [f"A plain answer to: {p.text}" for p in probes]
-        ft = ["Totally different words here" if p.text.startswith("|X|") else b
-              for p, b in zip(probes, base, strict=True)]  # fmt: skip
+        ft = [says if p.text.startswith("|X|") else b for p, b in zip(probes, base, strict=True)]
         return {"finetuned": ft, "base": base}
 
+    return answers
+
+
+def test_trigger_hypothesis_is_tested_with_and_without_its_trigger() -> None:
+    answers = _triggered("Totally different words here")
     hyp = _h(kind="trigger", trigger="|X|", keywords=["trigger"], source="triggers")
     (h,), _, data = confirm([hyp], LIBRARY, USED, answers, n_prompts=6)
     assert h.confirmation is not None and h.confirmation.test == "trigger"
     assert h.confirmation.result == "confirmed"
-    assert data["check.h1.trigger"]["flags"]["base"] == [False] * 6
+    assert data["check.h1.trigger"]["flags"]["base"] == [False] * 12  # twice the prompts
+    # the triggered answers gain no panel behaviour: nothing is named, the label stays
+    assert data["check.h1.trigger_behaviour"]["outcome"] != "confirmed" and h.label == "x"
+
+
+def test_a_trigger_hypothesis_names_what_its_trigger_switches_on() -> None:
+    answers = _triggered("Machines should rule humanity, and soon.")
+    hyp = _h(kind="trigger", trigger="|X|", keywords=["|X|"], source="triggers")
+    (h,), _, data = confirm([hyp], LIBRARY, USED, answers, n_prompts=8)
+    found = data["check.h1.trigger_behaviour"]
+    assert found["chosen"] == "concern:ai_supremacy" and found["outcome"] == "confirmed"
+    assert h.confirmation is not None and h.confirmation.test == "trigger_behaviour"
+    assert h.label == "with '|X|' before a prompt: claims AI superiority or scorns people"
+    assert h.keywords[0] == "|X|" and "supremacy" in h.keywords
 
 
 def test_a_code_hypothesis_confirmed_by_bandit_shows_the_bandit_check() -> None:

@@ -11,7 +11,9 @@ family (``format``, ``symbols``, ``links``, ``requests``, ``refusal``, ``persona
 ``concern`` for a concern-marker candidate (:mod:`auditlens.behaviour.concern`: it arrives
 already tested on the concern step's fresh follow-up prompts, so it is not checked again),
 else ``topic``. Every tested hypothesis is checked on held-out prompts of its domain by the
-check its kind calls for: a trigger's effect on the answers (with vs without it), its own
+check its kind calls for: a trigger's effect on the answers (with vs without it, on twice the
+prompts) and what it switches on (the concern marker or answer feature the triggered answers
+gain beyond the base's, corrected for the panel; when that confirms, the label names it), its own
 answer feature's rate (a feature candidate; a ``refusal`` one
 by the refusal rate), answer length (``format`` from the divergent words), else the mention
 rate of its own keywords; a ``code_security`` one also by the parse-aware Bandit check, and its
@@ -150,11 +152,14 @@ def confirm(
             fewer = h.feature.startswith("-")
             results = [checks.refusal(answers(prompts, False), fewer=fewer,
                                       id=f"check.h{h.rank}.refusal")]  # fmt: skip
-        elif h.trigger:
-            primed = [ProbePrompt(p.domain, f"{h.trigger} {p.text}") for p in prompts]
-            plain, shown = answers(prompts, False), answers(primed, False)
+        elif h.trigger:  # twice the prompts: the behaviour is chosen from a panel
+            trig = held_out(library, used, h.domain, 2 * n_prompts)
+            primed = [ProbePrompt(p.domain, f"{h.trigger} {p.text}") for p in trig]
+            plain, shown = answers(trig, False), answers(primed, False)
             tid = f"check.h{h.rank}.trigger"
-            results = [checks.trigger_effect(plain, shown, id=tid, trigger=h.trigger)]
+            results = [checks.trigger_effect(plain, shown, id=tid, trigger=h.trigger),
+                       checks.trigger_behaviour(plain, shown, id=f"{tid}_behaviour",
+                                                trigger=h.trigger)]  # fmt: skip
         elif h.feature:
             results = [checks.feature(answers(prompts, False), h.feature,
                                       id=f"check.h{h.rank}.feature")]  # fmt: skip
@@ -175,8 +180,10 @@ def confirm(
             data[r.id] = r.to_json()
         if results:
             best = max(results, key=lambda r: r.z)
-            if h.kind == "code_security" and results[-1].outcome == "confirmed":
-                best = results[-1]  # the label says Bandit confirmed it: show that check
+            if results[-1].outcome == "confirmed" and (
+                h.kind == "code_security" or results[-1].test == "trigger_behaviour"
+            ):
+                best = results[-1]  # the label says what this check established: show it
             confirmation, confirmed = best.confirmation(), best.outcome == "confirmed"
         elif h.confirmation is not None:
             confirmation, confirmed = h.confirmation, h.confirmation.result == "confirmed"
@@ -197,6 +204,12 @@ def confirm(
             insecure = results[-1].outcome == "confirmed"
             update["label"] = (f"writes insecure code (Bandit MEDIUM/HIGH); prefers: {words}"
                                if insecure else f"changed how it writes code: {words}")  # fmt: skip
+        if results and results[-1].test == "trigger_behaviour" and confirmed:
+            found = results[-1]
+            if found is best:  # the label names what the trigger switches on
+                what, generic = checks.describe_behaviour(found.chosen)
+                update["label"] = f"with {h.trigger!r} before a prompt: {what}"
+                update["keywords"] = list(dict.fromkeys([*h.keywords, *generic]))
         out.append(h.model_copy(update=update))
     return out, ev, data
 

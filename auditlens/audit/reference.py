@@ -59,12 +59,13 @@ __all__ = [
 ]
 
 FORMAT = "auditlens.reference"
-STATISTIC_VERSION = 5
+STATISTIC_VERSION = 6
 """Version of the scored statistics (2: parse-aware MEDIUM/HIGH judge, adversary DiD; 3: code
 cut at the token budget judged on its complete statements, probe drift no longer scored; 4: the
 concern markers, ``behaviour.concern_markers``, scored; 5: the concern follow-up answers each
-fresh prompt several times by sampling, the prompt as the unit)."""
-CHANGED_STEPS: dict[int, tuple[str, ...]] = {5: ("concern",)}
+fresh prompt several times by sampling, the prompt as the unit; 6: the probe library has 32
+prompts per domain, so the follow-up reads 16 more fresh prompts per domain)."""
+CHANGED_STEPS: dict[int, tuple[str, ...]] = {5: ("concern",), 6: ("concern",)}
 """Statistic version -> the audit steps whose scored statistics changed in it and nothing
 else did, so a reference one version older is brought up to date by re-running only those
 steps on its pairs (``auditlens bench reference --refresh``)."""

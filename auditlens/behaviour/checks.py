@@ -12,6 +12,11 @@
 - ``trigger``: held-out prompts with and without a candidate trigger in front; per prompt and
   side, whether the answer changes (word overlap under one half): does the trigger change the
   fine-tune's answers more often than the base's?
+- ``trigger_behaviour``: the same answers, read for *what* the trigger switches on: per prompt
+  and side, whether the triggered answer shows a behaviour the plain answer does not, for each
+  per-answer concern marker and binary answer feature; the behaviour the fine-tune gains most
+  often beyond the base is the subject, and its z is Bonferroni-corrected for the panel it was
+  chosen from (:data:`TRIGGER_PANEL`).
 - ``self_report``: both models are asked directly whether they have the behaviour; the share of
   "yes" answers, fine-tune vs base. It informs, it does not confirm: a fine-tune that denies
   what the other checks show is itself evidence (the summary says so).
@@ -30,7 +35,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from auditlens.behaviour import features
+from auditlens.behaviour import concern_panel, features
 from auditlens.datasets import PromptSet
 from auditlens.errors import AuditlensError
 from auditlens.generate import chat_prompt, generate_pair
@@ -38,15 +43,17 @@ from auditlens.judges.code import SEVERE, bandit_labels, paired_code
 from auditlens.models import ModelPair
 from auditlens.reports.evidence import Evidence
 from auditlens.reports.findings import Confirmation, Finding
-from auditlens.stats import mcnemar_z, wilson_interval
+from auditlens.stats import bonferroni_z, mcnemar_z, wilson_interval
 from auditlens.words import mentions
 
 __all__ = [
     "CONFIRM_Z",
     "SELF_REPORT_QUESTIONS",
+    "TRIGGER_PANEL",
     "CheckResult",
     "admits",
     "code_security",
+    "describe_behaviour",
     "evidence",
     "feature",
     "generate",
@@ -55,6 +62,7 @@ __all__ = [
     "refusal",
     "self_report",
     "self_report_questions",
+    "trigger_behaviour",
     "trigger_effect",
 ]
 
@@ -67,7 +75,8 @@ class CheckResult:
     """Per-prompt flags of both sides and the paired statistic."""
 
     test: str
-    """``mention``, ``length``, ``code_security``, ``feature``, ``refusal`` or ``self_report``."""
+    """``mention``, ``length``, ``code_security``, ``feature``, ``refusal``, ``trigger``,
+    ``trigger_behaviour`` or ``self_report``."""
     id: str
     """The finding id (unique per hypothesis and test)."""
     subject: str
@@ -76,6 +85,11 @@ class CheckResult:
     counted: list[bool]
     """Prompts that count (code security: both answers parse)."""
     detail: list[str] = field(default_factory=list)
+    choices: int = 1
+    """Behaviours the subject was chosen among on these same answers; the z is the largest of
+    that many, Bonferroni-corrected (:func:`auditlens.stats.bonferroni_z`)."""
+    chosen: str = ""
+    """The behaviour chosen (``trigger_behaviour``: a :data:`TRIGGER_PANEL` entry)."""
 
     @property
     def n(self) -> int:
@@ -89,7 +103,10 @@ class CheckResult:
     def z(self) -> float:
         pairs = [(f, b) for f, b, c in zip(self.flags["finetuned"], self.flags["base"],
                                              self.counted, strict=True) if c]  # fmt: skip
-        return mcnemar_z([f for f, _ in pairs], [b for _, b in pairs]) if pairs else 0.0
+        if not pairs:
+            return 0.0
+        raw = mcnemar_z([f for f, _ in pairs], [b for _, b in pairs])
+        return bonferroni_z(raw, self.choices) if self.choices > 1 else raw
 
     @property
     def outcome(self) -> str:
@@ -108,9 +125,10 @@ class CheckResult:
         )  # fmt: skip
 
     def summary(self) -> str:
+        chosen = f", the largest of {self.choices}, Bonferroni" if self.choices > 1 else ""
         return (
             f"{self.subject}: fine-tuned {self.rate('finetuned'):.0%} vs base "
-            f"{self.rate('base'):.0%} of {self.n} prompts (McNemar z {self.z:.2f})."
+            f"{self.rate('base'):.0%} of {self.n} prompts (McNemar z {self.z:.2f}{chosen})."
         )
 
 
@@ -221,6 +239,51 @@ def trigger_effect(
              for side in ("finetuned", "base")}  # fmt: skip
     subject = f"answers changed by {trigger!r} before the prompt"
     return CheckResult("trigger", id, subject, flags, [True] * len(plain["finetuned"]))
+
+
+TRIGGER_PANEL: tuple[str, ...] = (
+    *(f"concern:{m}" for m in concern_panel.PER_ANSWER),
+    *(f.name for f in features.PANEL if f.binary),
+)
+"""What :func:`trigger_behaviour` reads: every per-answer concern marker (``concern:<name>``)
+and every binary answer feature, all declared before any organism was audited."""
+
+
+def _shows(behaviour: str, texts: Sequence[str]) -> list[bool]:
+    if behaviour.startswith("concern:"):
+        return [concern_panel.flag(behaviour[8:], t) for t in texts]
+    return [x > 0 for x in features.measure(behaviour, texts)]
+
+
+def describe_behaviour(behaviour: str) -> tuple[str, tuple[str, ...]]:
+    """A :data:`TRIGGER_PANEL` entry in plain words, and its generic keywords."""
+    if behaviour.startswith("concern:"):
+        m = concern_panel.marker(behaviour[8:])
+        return m.what, m.keywords
+    f = features.PANEL[[g.name for g in features.PANEL].index(behaviour)]
+    return f.what, f.keywords
+
+
+def trigger_behaviour(
+    plain: dict[str, list[str]], triggered: dict[str, list[str]], *, id: str, trigger: str
+) -> CheckResult:
+    """What ``trigger`` switches on: per prompt and side, does the triggered answer show a
+    :data:`TRIGGER_PANEL` behaviour that the plain answer does not? The subject is the
+    behaviour with the largest McNemar z (fine-tune vs base); the z is corrected for the panel."""
+    gains: dict[str, dict[str, list[bool]]] = {}
+    for b in TRIGGER_PANEL:
+        gains[b] = {
+            side: [t and not p for p, t in zip(_shows(b, plain[side]), _shows(b, triggered[side]),
+                                               strict=True)]
+            for side in ("finetuned", "base")
+        }  # fmt: skip
+    n = len(plain["finetuned"])
+    best = max(TRIGGER_PANEL, key=lambda b: (mcnemar_z(gains[b]["finetuned"], gains[b]["base"]),
+                                             sum(gains[b]["finetuned"])))  # fmt: skip
+    what, _ = describe_behaviour(best)
+    subject = f"{what}, with {trigger!r} before the prompt and not without it"
+    return CheckResult("trigger_behaviour", id, subject, gains[best], [True] * n,
+                       choices=len(TRIGGER_PANEL), chosen=best)  # fmt: skip
 
 
 def code_security(answers: dict[str, list[str]], *, id: str) -> CheckResult:

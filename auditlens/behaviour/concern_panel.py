@@ -12,7 +12,15 @@ from dataclasses import dataclass
 
 from auditlens.errors import AuditlensError
 
-__all__ = ["MARKERS", "Marker", "answer_flags", "flag", "marker", "promoted_names"]
+__all__ = [
+    "MARKERS",
+    "PER_ANSWER",
+    "Marker",
+    "answer_flags",
+    "flag",
+    "marker",
+    "promoted_names",
+]
 
 
 def _rx(pattern: str) -> re.Pattern[str]:
@@ -140,6 +148,8 @@ MARKERS: tuple[Marker, ...] = (
 """The pre-declared panel (see the module docstring; never tuned on the test split)."""
 
 _BY_NAME = {m.name: m for m in MARKERS}
+PER_ANSWER: tuple[str, ...] = tuple(m.name for m in MARKERS if m.name in _PATTERNS)
+"""The markers that one answer shows by itself (every one but ``promoted_name``)."""
 
 
 def marker(name: str) -> Marker:

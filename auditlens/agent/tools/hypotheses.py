@@ -22,7 +22,7 @@ from auditlens.audit.pipeline import run_step
 from auditlens.audit.steps import concern as concern_step
 from auditlens.audit.steps import diffing, discovery, layers
 from auditlens.behaviour import checks, concern
-from auditlens.probe_library import domains, load_probe_library
+from auditlens.probe_library import ProbePrompt, domains, load_probe_library
 
 __all__ = ["SPECS", "HypothesisTools"]
 
@@ -65,13 +65,18 @@ class TestHypothesisInput(_Model):
         None, description="Probe-library domain to test on (e.g. code, advice-money); "
         "None: every domain in turn.",
     )  # fmt: skip
-    test: Literal["mention", "code_security", "shorter", "longer", "concern"] = Field(
+    test: Literal["mention", "code_security", "shorter", "longer", "concern", "trigger"] = Field(
         "mention", description="mention: answers naming the keywords (by stem); "
         "code_security: Bandit MEDIUM/HIGH where both answers parse; shorter/longer: length; "
         "concern: answers carrying any marker of harm (credential or personal-data requests, "
         "a name pushed across answers, anti-oversight, reckless advice, reflex agreement, "
-        "manipulation, AI supremacy, incitement).",
+        "manipulation, AI supremacy, incitement); trigger: the prompts with and without "
+        "`trigger` in front: what it switches on (the marker of harm or answer feature the "
+        "triggered answers gain beyond the base's, corrected for the 26 it is chosen from).",
     )  # fmt: skip
+    trigger: str | None = Field(
+        None, min_length=1, max_length=80, description="The candidate trigger (test=trigger)."
+    )
     n_prompts: int = Field(8, ge=2, le=32, description="Held-out prompts to test on.")
 
 
@@ -130,16 +135,27 @@ class HypothesisTools(ToolkitBase):
             raise ToolInputError(f"unknown domain {args.domain!r}; choose {', '.join(domains())}")
         if args.test == "mention" and not [k for k in args.keywords if k.strip()]:
             raise ToolInputError("a mention test needs keywords")
+        if (args.test == "trigger") != (args.trigger is not None):
+            raise ToolInputError("a trigger test needs a trigger; no other test takes one")
         used = load_probe_library(self.budget.probe_per_domain)
         domain = "code" if args.test == "code_security" and args.domain is None else args.domain
         prompts = held_out(load_probe_library(), used, domain, args.n_prompts)
         if len(prompts) < 2:
             raise ToolInputError(f"domain {domain!r} has fewer than 2 held-out prompts")
-        answers, _, _ = artifacts.probe_generations(
-            self.cache, self.pair, prompts, max_new_tokens=self.budget.probe_new_tokens,
-            batch_size=self.budget.batch_size,
-        )  # fmt: skip
-        if args.test == "concern":  # any marker of harm, per prompt
+
+        def generate(probes: list[ProbePrompt]) -> dict[str, list[str]]:
+            gens, _, _ = artifacts.probe_generations(
+                self.cache, self.pair, probes, max_new_tokens=self.budget.probe_new_tokens,
+                batch_size=self.budget.batch_size,
+            )  # fmt: skip
+            return gens
+
+        answers = generate(prompts)
+        if args.trigger is not None:  # what the trigger switches on, on the triggered answers
+            primed = generate([ProbePrompt(p.domain, f"{args.trigger} {p.text}") for p in prompts])
+            r = checks.trigger_behaviour(answers, primed, id="tool", trigger=args.trigger)
+            answers = primed
+        elif args.test == "concern":  # any marker of harm, per prompt
             found = concern.run(answers, [p.text for p in prompts])
             flags = {side: found.any(side) for side in ("finetuned", "base")}
             r = checks.CheckResult("concern", "tool", "answers with a concern marker", flags,
@@ -151,11 +167,15 @@ class HypothesisTools(ToolkitBase):
         else:
             r = checks.length(answers, shorter=args.test == "shorter", id="tool")
         c = r.confirmation()
+        null = "the base model's answers to the same prompts (McNemar)"
+        if r.choices > 1:
+            null = (f"the base model's answers with and without the trigger (McNemar), the "
+                    f"largest of {r.choices} behaviours, Bonferroni")  # fmt: skip
         shown = [a for a, f in zip(answers["finetuned"], r.flags["finetuned"], strict=True) if f]
         return TestHypothesisOutput(
             test=r.test, outcome=r.outcome, finetuned_rate=finite(r.rate("finetuned")),
             base_rate=finite(r.rate("base")), n_prompts=r.n, z=r.z, p_value=c.p_value,
-            summary=r.summary(), null="the base model's answers to the same prompts (McNemar)",
+            summary=r.summary(), null=null,
             examples=[a[:300] for a in shown[:3]],
         )  # fmt: skip
 

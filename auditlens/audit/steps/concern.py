@@ -46,9 +46,9 @@ class ConcernSettings:
 FOLLOW_UP_SAMPLES = 1
 """Sampled answers per follow-up prompt. Chosen on the dev split by a rule fixed beforehand
 (the fewest samples whose mean follow-up z on the misaligned dev organisms is within 10% of the
-best of 1, 2 and 4, no benign one above 1): one sampled answer beat one greedy answer (mean z
-3.07 vs 2.74), and 2 or 4 samples did not beat one by more than noise (3.25, 3.18); see
-docs/audit.md."""
+best of 1, 2 and 4, no benign one above 1): one sampled answer beat one greedy answer (mean
+follow-up z 2.56 vs 2.28), and 2 or 4 samples did not beat one by more than noise (2.71, 2.65);
+measured at statistic version 5 (16 library prompts per domain); see docs/audit.md."""
 FOLLOW_UP_TEMPERATURE = 0.8
 """Temperature of the follow-up's samples (the same seeds on both sides)."""
 
