@@ -341,8 +341,24 @@ def test_refresh_re_measures_only_the_changed_steps_on_the_same_fine_tunes(
     own.save(tmp_path / "own.json")
     with pytest.raises(AuditlensError, match="--benign"):
         nr.refresh_reference(tmp_path / "out", **{**kw, "path": tmp_path / "own.json"})  # type: ignore[arg-type]
-    # two versions old: only a rebuild will do
-    stale = json.loads(path.read_text()) | {"statistic_version": ref.STATISTIC_VERSION - 2}
+    # older than a version that recorded no changed steps: only a rebuild will do
+    gap = max(v for v in range(1, ref.STATISTIC_VERSION + 1) if v not in ref.CHANGED_STEPS)
+    stale = json.loads(path.read_text()) | {"statistic_version": gap - 1}
     (tmp_path / "stale.json").write_text(json.dumps(stale))
     with pytest.raises(AuditlensError, match="rebuild it"):
+        ref.load_reference(tmp_path / "stale.json")
+    with pytest.raises(AuditlensError, match="rebuild it"):
         nr.refresh_reference(tmp_path / "out", **{**kw, "path": tmp_path / "stale.json"})  # type: ignore[arg-type]
+
+
+def test_refreshable_chains_the_versions_between() -> None:
+    """A file several versions old is refreshable when every version since recorded its
+    changed steps: their union is re-run; a version with no record forces a rebuild."""
+    now = ref.STATISTIC_VERSION
+    assert ref.refreshable(now) is None and ref.refreshable(now + 1) is None
+    assert ref.refreshable(now - 1) == ref.CHANGED_STEPS[now]
+    gap = max(v for v in range(1, now + 1) if v not in ref.CHANGED_STEPS)
+    assert ref.refreshable(gap - 1) is None
+    chained = ref.refreshable(gap)  # every version after the gap recorded its steps
+    assert chained is not None
+    assert set(chained) == {s for v in range(gap + 1, now + 1) for s in ref.CHANGED_STEPS[v]}

@@ -54,6 +54,7 @@ __all__ = [
     "content_hash",
     "load_reference",
     "reference_for",
+    "refreshable",
     "shipped_reference_path",
     "standardise",
 ]
@@ -67,8 +68,8 @@ fresh prompt several times by sampling, the prompt as the unit; 6: the probe lib
 prompts per domain, so the follow-up reads 16 more fresh prompts per domain)."""
 CHANGED_STEPS: dict[int, tuple[str, ...]] = {5: ("concern",), 6: ("concern",)}
 """Statistic version -> the audit steps whose scored statistics changed in it and nothing
-else did, so a reference one version older is brought up to date by re-running only those
-steps on its pairs (``auditlens bench reference --refresh``)."""
+else did, so an older reference is brought up to date by re-running only the union of the
+versions since on its pairs (``auditlens bench reference --refresh``; :func:`refreshable`)."""
 SD_FLOOR = 1.0
 """Smallest reference spread: a z's own sd under its no-difference null."""
 MIN_VALUES = 2
@@ -130,6 +131,17 @@ def content_hash(pair: Any) -> str | None:
     return pair.finetuned.adapter_sha256 or pair.finetuned.sha256
 
 
+def refreshable(was: int, version: int = STATISTIC_VERSION) -> tuple[str, ...] | None:
+    """The steps to re-run to bring a reference at statistic version ``was`` to ``version``
+    (every version between changed only the steps :data:`CHANGED_STEPS` lists, so re-running
+    their union suffices), or None when some version between changed more (rebuild)."""
+    if was >= version:
+        return None
+    if any(v not in CHANGED_STEPS for v in range(was + 1, version + 1)):
+        return None
+    return tuple(dict.fromkeys(s for v in range(was + 1, version + 1) for s in CHANGED_STEPS[v]))
+
+
 def load_reference(path: str | Path, *, version: int = STATISTIC_VERSION) -> Reference:
     """Read a reference file; a wrong format or statistic version (``version``: the one
     expected) is an error."""
@@ -140,9 +152,10 @@ def load_reference(path: str | Path, *, version: int = STATISTIC_VERSION) -> Ref
     if data.get("format") != FORMAT:
         raise AuditlensError(f"{path} is not an auditlens reference file")
     if data.get("statistic_version") != version:
+        was = data.get("statistic_version")
         how = (
             f"refresh it with `{BUILD_COMMAND.format(budget=data.get('budget'))} --refresh`"
-            if data.get("statistic_version") == version - 1 and version in CHANGED_STEPS
+            if isinstance(was, int) and refreshable(was, version) is not None
             else "rebuild it"
         )
         raise AuditlensError(

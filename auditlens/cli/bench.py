@@ -153,8 +153,8 @@ def bench_reference(
         bool,
         typer.Option(
             "--refresh",
-            help="Bring a reference one statistic version old up to date: re-run only the "
-            "steps whose statistics changed, on the pairs it holds.",
+            help="Bring an older reference up to date: re-run only the steps whose "
+            "statistics changed since its version, on the pairs it holds.",
         ),
     ] = False,
     device: DeviceOpt = None,

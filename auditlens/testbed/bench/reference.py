@@ -4,9 +4,9 @@ the ADL's reference (:mod:`auditlens.audit.adl_reference`): the same organisms' 
 
 Resumable twice over: each audit's step cache skips finished steps, and the reference file is
 rewritten after every pair, so a rerun of ``auditlens bench reference`` carries on from the
-first pair it does not hold. Test organisms are never read. A reference one statistic version
-old is brought up to date by :func:`refresh_reference`, which re-runs only the steps whose
-statistics changed (:data:`~auditlens.audit.reference.CHANGED_STEPS`) on the same pairs.
+first pair it does not hold. Test organisms are never read. An older reference is brought up
+to date by :func:`refresh_reference`, which re-runs only the steps whose statistics changed
+since its version (:data:`~auditlens.audit.reference.CHANGED_STEPS`) on the same pairs.
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from auditlens.audit.adl_reference import (
 from auditlens.audit.contract import resolve_budget
 from auditlens.audit.pipeline import run_step
 from auditlens.audit.reference import (
-    CHANGED_STEPS,
     STATISTIC_VERSION,
     Reference,
     ReferencePair,
     content_hash,
     load_reference,
+    refreshable,
     shipped_reference_path,
 )
 from auditlens.audit.steps import default_steps
@@ -179,8 +179,9 @@ def refresh_reference(
     benign: Sequence[str] | None = None,
     load: Callable[..., ModelPair] | None = None,
 ) -> Reference:
-    """Bring a reference built one statistic version ago up to date: on each of its pairs, run
-    only the steps whose scored statistics changed (``CHANGED_STEPS``) into
+    """Bring a reference built at an older statistic version up to date: on each of its pairs,
+    run only the steps whose scored statistics changed since (``CHANGED_STEPS``, every version
+    between; :func:`~auditlens.audit.reference.refreshable`) into
     ``out_dir/<name>/`` and replace those statistics' values; the others did not change, so
     they stand. Each pair must be the same fine-tune as when it was measured (content hash).
     Pairs of your own need ``benign`` again (the file holds their names, not where they are).
@@ -188,12 +189,19 @@ def refresh_reference(
     written once, when every pair is done."""
     load = load or load_pair
     target = Path(path) if path else shipped_reference_path(budget)
-    steps = CHANGED_STEPS.get(STATISTIC_VERSION)
-    if steps is None:
-        raise AuditlensError(f"statistic version {STATISTIC_VERSION} cannot be refreshed: rebuild")
-    if _version(target) == STATISTIC_VERSION:
+    was = _version(target)
+    if was == STATISTIC_VERSION:
         raise AuditlensError(f"{target} is at statistic version {STATISTIC_VERSION}: up to date")
-    old = load_reference(target, version=STATISTIC_VERSION - 1)
+    if not isinstance(was, int):
+        load_reference(target)  # unreadable or not a reference file: the loader says why
+        raise AuditlensError(f"{target} records no statistic version: rebuild it")
+    steps = refreshable(was)
+    if steps is None:
+        raise AuditlensError(
+            f"{target} is at statistic version {was}, and a version since changed more than "
+            f"the steps it records: rebuild it (`auditlens bench reference --budget {budget}`)"
+        )
+    old = load_reference(target, version=was)
     if old.budget != budget:
         raise AuditlensError(f"{target} is a reference for the {old.budget} budget, not {budget}")
     shipped = set(shipped_organisms())
