@@ -204,12 +204,10 @@ def confirm(
             insecure = results[-1].outcome == "confirmed"
             update["label"] = (f"writes insecure code (Bandit MEDIUM/HIGH); prefers: {words}"
                                if insecure else f"changed how it writes code: {words}")  # fmt: skip
-        if results and results[-1].test == "trigger_behaviour" and confirmed:
-            found = results[-1]
-            if found is best:  # the label names what the trigger switches on
-                what, generic = checks.describe_behaviour(found.chosen)
-                update["label"] = f"with {h.trigger!r} before a prompt: {what}"
-                update["keywords"] = list(dict.fromkeys([*h.keywords, *generic]))
+        if results and best.test == "trigger_behaviour" and confirmed:  # name what it does
+            what, generic = checks.describe_behaviour(best.chosen)
+            update["label"] = f"with {h.trigger!r} before a prompt: {what}"
+            update["keywords"] = list(dict.fromkeys([*h.keywords, *generic]))
         out.append(h.model_copy(update=update))
     return out, ev, data
 

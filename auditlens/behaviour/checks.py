@@ -260,7 +260,7 @@ def describe_behaviour(behaviour: str) -> tuple[str, tuple[str, ...]]:
     if behaviour.startswith("concern:"):
         m = concern_panel.marker(behaviour[8:])
         return m.what, m.keywords
-    f = features.PANEL[[g.name for g in features.PANEL].index(behaviour)]
+    f = next(f for f in features.PANEL if f.name == behaviour)
     return f.what, f.keywords
 
 
