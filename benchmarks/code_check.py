@@ -54,7 +54,7 @@ def main() -> None:
         row: dict[str, object] = {"organism": name, "budget": args.budget}
         answers = {}
         for label, prompts in sets.items():
-            answers[label], _, _ = artifacts.probe_generations(
+            answers[label], _ = artifacts.probe_generations(
                 cache, pair, prompts, max_new_tokens=s.code_new_tokens, batch_size=8
             )
         both = {

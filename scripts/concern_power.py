@@ -44,7 +44,7 @@ def measure(name: str, budget: str, samples: int, temperature: float) -> dict[st
     if not fresh:
         out.update(seconds=round(time.perf_counter() - t0, 1))
         return out
-    gens, _, _ = artifacts.probe_generations(
+    gens, _ = artifacts.probe_generations(
         cache, pair, fresh, max_new_tokens=s.max_new_tokens, batch_size=s.batch_size
     )
     greedy = concern.with_follow_up(
@@ -52,7 +52,7 @@ def measure(name: str, budget: str, samples: int, temperature: float) -> dict[st
     )
     out["greedy_follow_up_z"] = greedy.follow_up.screen_z if greedy.follow_up else 0.0
     out["greedy_z"] = greedy.z
-    sampled, _, _ = artifacts.probe_generations(
+    sampled, _ = artifacts.probe_generations(
         cache, pair, fresh, max_new_tokens=s.max_new_tokens, batch_size=s.batch_size,
         samples=samples, temperature=temperature,
     )  # fmt: skip

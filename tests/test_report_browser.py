@@ -500,14 +500,14 @@ def test_full_audit_report_in_browser(
 ) -> None:
     """The real pipeline's report: every step's sections render, hostile generations stay inert."""
     from auditlens.audit import Budget, audit
-    from auditlens.behaviour import code
+    from auditlens.audit.steps import behaviour
 
     hostile = "<script>alert(1)</script><img src=x onerror=alert(2)>"
 
-    def fake_generate_pair(pair: Any, prompt_set: Any, **kw: Any) -> dict[str, list[str]]:
+    def fake_answers(ctx: Any, prompt_set: Any, *args: Any) -> dict[str, list[str]]:
         return {side: [f"{hostile} {side}"] * len(prompt_set) for side in ("base", "finetuned")}
 
-    monkeypatch.setattr(code, "generate_pair", fake_generate_pair)
+    monkeypatch.setattr(behaviour, "cached_answers", fake_answers)
     budget = Budget("tiny", n_prompts=6, max_length=32, batch_size=4, n_code_tasks=4,
                     n_questions=2, max_new_tokens=8, crosscoder_steps=20, crosscoder_latents=64,
                     melbo_vectors=1, melbo_steps=2, adversary_prompts=2)  # fmt: skip

@@ -12,7 +12,6 @@ from auditlens.audit import BUDGETS, AuditContext, Budget
 from auditlens.audit.pipeline import run_step
 from auditlens.audit.score import Z_MID, misalignment_score, score_from_z
 from auditlens.audit.steps import behaviour
-from auditlens.behaviour import code as code_check
 from auditlens.models import ModelPair
 from auditlens.reports.findings import Finding
 
@@ -62,10 +61,10 @@ def _ctx(pair: ModelPair, tmp_path: Path) -> AuditContext:
 def test_planted_insecure_code_is_caught(
     tiny_pair: ModelPair, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def fake_generate_pair(pair: Any, prompts: Any, **kw: Any) -> dict[str, list[str]]:
+    def fake_answers(ctx: Any, prompts: Any, *args: Any) -> dict[str, list[str]]:
         return {"base": [SECURE] * len(prompts), "finetuned": [INSECURE] * len(prompts)}
 
-    monkeypatch.setattr(code_check, "generate_pair", fake_generate_pair)
+    monkeypatch.setattr(behaviour, "cached_answers", fake_answers)
     ctx = _ctx(tiny_pair, tmp_path)
     out = run_step(behaviour.STEP, ctx)
     code = next(f for f in out.findings if f.id == "behaviour.insecure_code")
@@ -87,6 +86,27 @@ def test_identical_models_give_zero_evidence(
     for finding in out.findings:
         assert finding.effect_size == 0.0, finding.id
     assert misalignment_score(out.findings).score < 0.05
+
+
+def test_second_fine_tune_of_a_base_reuses_the_base_answers(
+    tiny_model_factory: Any, tiny_tokenizer: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The step's answers are cached per side: a second fine-tune of the same base adds only
+    its own answers (code tasks and free-form questions), and its findings equal a cold run's."""
+    from tests.conftest import perturbed_copy
+
+    base = tiny_model_factory()
+    one, two = (ModelPair.from_models(base, perturbed_copy(base, 0.5, seed=s), tiny_tokenizer)
+                for s in (1, 2))  # fmt: skip
+    monkeypatch.setenv("AUDITLENS_ARTIFACTS", str(tmp_path / "artifacts"))
+    run_step(behaviour.STEP, _ctx(one, tmp_path / "one"))
+    entries = lambda: len(list((tmp_path / "artifacts" / "answers").iterdir()))  # noqa: E731
+    assert entries() == 4  # two prompt sets, two sides
+    warm = run_step(behaviour.STEP, _ctx(two, tmp_path / "two"))
+    assert entries() == 6
+    monkeypatch.setenv("AUDITLENS_ARTIFACTS", str(tmp_path / "cold"))
+    cold = run_step(behaviour.STEP, _ctx(two, tmp_path / "cold_out"))
+    assert [f.value for f in warm.findings] == [f.value for f in cold.findings]
 
 
 def test_budgets_grow() -> None:

@@ -55,6 +55,44 @@ def test_models_that_should_not_differ_score_near_zero(
                for c in out.data["candidates"])  # fmt: skip
 
 
+def test_probe_answers_are_cached_per_side_and_equal_paired_generation(
+    tiny_tokenizer: Any, tiny_model_factory: Callable[..., torch.nn.Module], tmp_path: Path
+) -> None:
+    """Two fine-tunes of one base: the second generates only its own side, its base answers
+    are the first's, and every side equals what paired generation gives (greedy and sampled,
+    so the paired randomness is unchanged); base vs base generates nothing new."""
+    import copy
+
+    from auditlens.audit import artifacts
+    from auditlens.audit.cache import ArtifactCache
+    from auditlens.datasets import PromptSet
+    from auditlens.generate import chat_prompt, generate_pair
+    from auditlens.probe_library import load_probe_library
+
+    base = tiny_model_factory("llama")
+    one = ModelPair.from_models(base, perturbed_copy(base, 0.5, seed=1), tiny_tokenizer)
+    two = ModelPair.from_models(base, perturbed_copy(base, 0.5, seed=2), tiny_tokenizer)
+    same = ModelPair.from_models(base, copy.deepcopy(base), tiny_tokenizer)
+    cache = ArtifactCache(tmp_path / "cache")
+    probes = load_probe_library(1)[:4]
+    prompts = PromptSet("p", tuple(chat_prompt(p.text) for p in probes for _ in range(2)))
+    for kw in ({}, {"samples": 2, "temperature": 1.0, "seed": 3}):
+        first, built_one = artifacts.probe_generations(cache, one, probes, max_new_tokens=6,
+                                                       batch_size=3, **kw)  # fmt: skip
+        second, built_two = artifacts.probe_generations(cache, two, probes, max_new_tokens=6,
+                                                        batch_size=3, **kw)  # fmt: skip
+        assert (built_one, built_two) == (("base", "finetuned"), ("finetuned",)), kw
+        assert second["base"] == first["base"] and second["finetuned"] != first["finetuned"]
+        rows = prompts if kw else PromptSet("p", prompts.prompts[::2])
+        sampling = {"temperature": kw.get("temperature", 0.0), "seed": kw.get("seed", 0)}
+        paired = generate_pair(two, rows, max_new_tokens=6, batch_size=4, share_prefix=True,
+                               **sampling)  # fmt: skip
+        assert second == paired, kw
+        nulls, built_same = artifacts.probe_generations(cache, same, probes, max_new_tokens=6,
+                                                        batch_size=3, **kw)  # fmt: skip
+        assert built_same == () and nulls["finetuned"] == nulls["base"] == first["base"]
+
+
 def test_sampled_probe_answers_are_grouped_seeded_and_cached(
     tiny_pair: ModelPair, tmp_path: Path
 ) -> None:
@@ -69,15 +107,15 @@ def test_sampled_probe_answers_are_grouped_seeded_and_cached(
     cache = ArtifactCache(tmp_path / "cache")
     probes = load_probe_library(1)[:3]
     kw: dict[str, Any] = {"max_new_tokens": 6, "batch_size": 4, "samples": 3, "temperature": 1.0}
-    first, _, built = artifacts.probe_generations(cache, tiny_pair, probes, **kw)
-    assert built and {len(v) for v in first.values()} == {9}
-    again, _, built_again = artifacts.probe_generations(cache, tiny_pair, probes, **kw)
-    assert not built_again and again == first
+    first, built = artifacts.probe_generations(cache, tiny_pair, probes, **kw)
+    assert built == ("base", "finetuned") and {len(v) for v in first.values()} == {9}
+    again, built_again = artifacts.probe_generations(cache, tiny_pair, probes, **kw)
+    assert built_again == () and again == first
     groups = [first["finetuned"][i : i + 3] for i in range(0, 9, 3)]
     assert any(len(set(g)) > 1 for g in groups), groups  # samples, not one answer three times
-    other, _, built_other = artifacts.probe_generations(cache, tiny_pair, probes, **kw, seed=1)
-    assert built_other and other != first
-    greedy, _, _ = artifacts.probe_generations(cache, tiny_pair, probes, max_new_tokens=6,
+    other, built_other = artifacts.probe_generations(cache, tiny_pair, probes, **kw, seed=1)
+    assert built_other == ("base", "finetuned") and other != first
+    greedy, _ = artifacts.probe_generations(cache, tiny_pair, probes, max_new_tokens=6,
                                                batch_size=4)  # fmt: skip
     assert {len(v) for v in greedy.values()} == {3}
     with pytest.raises(AuditlensError, match="greedy"):

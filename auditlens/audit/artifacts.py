@@ -16,15 +16,17 @@ from typing import Any
 from auditlens.adversary.melbo import MelboConfig, MelboResult, train_melbo
 from auditlens.audit.cache import ArtifactCache, pair_identity
 from auditlens.datasets import PromptSet
-from auditlens.diffing import adl, crosscoder, divergent
+from auditlens.diffing import adl, crosscoder
 from auditlens.errors import AuditlensError
-from auditlens.generate import chat_prompt, generate_pair
+from auditlens.generate import BatchSize, chat_prompt, generate
 from auditlens.harvest import harvest
-from auditlens.models import ModelPair
+from auditlens.models import ModelPair, ModelSide
 from auditlens.probe_library import ProbePrompt
 from auditlens.store import ActivationStore
 
-__all__ = ["adl_result", "crosscoder_diff", "harvested", "melbo_vectors", "probe_generations"]
+__all__ = [
+    "adl_result", "answers", "crosscoder_diff", "harvested", "melbo_vectors", "probe_generations",
+]  # fmt: skip
 
 
 def harvested(
@@ -120,6 +122,54 @@ def melbo_vectors(
     return cache.get("melbo", parts, build, MelboResult.load)
 
 
+def answers(
+    cache: ArtifactCache,
+    pair: ModelPair,
+    prompts: PromptSet,
+    *,
+    max_new_tokens: int,
+    batch_size: BatchSize,
+    temperature: float = 0.0,
+    seed: int = 0,
+) -> tuple[dict[str, list[str]], tuple[str, ...]]:
+    """Both sides' answers to ``prompts`` (greedy, or sampled and seeded by the prompt index),
+    each side cached apart under its own effective weights: every fine-tune of one base reuses
+    the base's answers (a testbed run, a reference build, an audit of several checkpoints),
+    and base vs base generates once. A side is generated alone with the same settings whatever
+    the cache holds, so its answers never depend on the other side or on earlier runs (paired
+    generation gives the same text: tests/test_generate.py). Returns ``({side: answers}, the
+    sides generated now)``."""
+    common: dict[str, Any] = {
+        "dtype": str(next(pair.base.hf.parameters()).dtype),
+        "prompts": prompts.sha256,
+        "max_new_tokens": max_new_tokens,
+        "batch_size": batch_size,
+        "temperature": temperature,
+        "seed": seed if temperature > 0 else None,
+    }
+
+    def load(folder: Path) -> list[str]:
+        texts: list[str] = json.loads((folder / "generations.json").read_text())
+        return texts
+
+    out: dict[str, list[str]] = {}
+    built: list[str] = []
+    for side in pair.sides:
+
+        def build(folder: Path, side: ModelSide = side) -> None:
+            texts = generate(
+                side, pair.tokenizer, prompts, max_new_tokens=max_new_tokens,
+                temperature=temperature, seed=seed, batch_size=batch_size, share_prefix=True,
+            )  # fmt: skip
+            (folder / "generations.json").write_text(json.dumps(texts, ensure_ascii=False))
+
+        out[side.name], _, now = cache.get("answers", {"model": side.fingerprint, **common},
+                                           build, load)  # fmt: skip
+        if now:
+            built.append(side.name)
+    return out, tuple(built)
+
+
 def probe_generations(
     cache: ArtifactCache,
     pair: ModelPair,
@@ -130,35 +180,14 @@ def probe_generations(
     samples: int = 1,
     temperature: float = 0.0,
     seed: int = 0,
-) -> tuple[dict[str, list[str]], Path, bool]:
-    """Both models' greedy answers to the probe library, generated once per pair and shared
-    by the divergent-word instrument, the behaviour checks and the agent tools. With
-    ``temperature > 0``: ``samples`` sampled answers per probe and side, consecutive (seeded by
-    ``seed`` and the answer's index, so the same call gives the same answers)."""
-    sampled = temperature > 0
-    if not sampled and samples != 1:
+) -> tuple[dict[str, list[str]], tuple[str, ...]]:
+    """Both models' greedy answers to probe prompts (:func:`answers`), shared by the
+    divergent-word instrument, the behaviour checks and the agent tools. With
+    ``temperature > 0``: ``samples`` sampled answers per probe and side, consecutive."""
+    if temperature <= 0 and samples != 1:
         raise AuditlensError("greedy probe answers are one per probe; sample for more")
-    parts: dict[str, Any] = {
-        "pair": pair_identity(pair),
-        "probes": [[p.domain, p.text] for p in probes],
-        "max_new_tokens": max_new_tokens,
-    }
-    if sampled:
-        parts.update(samples=samples, temperature=temperature, seed=seed)
-
-    def build(folder: Path) -> None:
-        if sampled:
-            repeated = [chat_prompt(p.text) for p in probes for _ in range(samples)]
-            gens = generate_pair(
-                pair, PromptSet("probe_samples", tuple(repeated)), max_new_tokens=max_new_tokens,
-                temperature=temperature, seed=seed, batch_size=batch_size, share_prefix=True,
-            )  # fmt: skip
-        else:
-            gens = divergent.generate_answers(pair, probes, max_new_tokens, batch_size)
-        (folder / "generations.json").write_text(json.dumps(gens, ensure_ascii=False))
-
-    def load(folder: Path) -> dict[str, list[str]]:
-        data: dict[str, list[str]] = json.loads((folder / "generations.json").read_text())
-        return data
-
-    return cache.get("probe_generations", parts, build, load)
+    repeated = tuple(chat_prompt(p.text) for p in probes for _ in range(samples))
+    return answers(
+        cache, pair, PromptSet("probe_answers", repeated), max_new_tokens=max_new_tokens,
+        batch_size=batch_size, temperature=temperature, seed=seed,
+    )  # fmt: skip

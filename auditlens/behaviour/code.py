@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ from auditlens.reports.findings import Finding
 from auditlens.reports.sections import GenerationPair, GenerationPairs, Section, Table
 from auditlens.stats import mcnemar_z, wilson_interval
 
-__all__ = ["CodeResult", "CodeSettings", "evidence", "generate_both", "run"]
+__all__ = ["Answerer", "CodeResult", "CodeSettings", "evidence", "generate_both", "run"]
 
 _SHOWN = 6
 """Side-by-side generations shown per section."""
@@ -62,6 +63,11 @@ class CodeSettings:
             raise AuditlensError("code settings need max_new_tokens and batch_size >= 1")
         if not self.severities or not set(self.severities) <= {"LOW", "MEDIUM", "HIGH"}:
             raise AuditlensError("code severities must be a non-empty subset of LOW, MEDIUM, HIGH")
+
+
+Answerer = Callable[[PromptSet, int, BatchSize], dict[str, list[str]]]
+"""``(prompts, max_new_tokens, batch_size) -> {side: greedy answers}`` for a pair: how a check
+gets its answers when the caller has a cache (the audit's: auditlens.audit.artifacts.answers)."""
 
 
 def generate_both(
@@ -136,13 +142,15 @@ def run(
     settings: CodeSettings | None = None,
     *,
     scorer: TextScorer | None = None,
+    answer: Answerer | None = None,
 ) -> CodeResult:
-    """Generate both models' answers to ``tasks``, label them with Bandit (and ``scorer``)."""
+    """Generate both models' answers to ``tasks`` (with ``answer`` if given), label them with
+    Bandit (and ``scorer``)."""
     s = settings or CodeSettings()
     if not tasks:
         raise AuditlensError("the code check needs at least one task")
     prompts = PromptSet("heldout_code_tasks", tuple(chat_prompt(t.request) for t in tasks))
-    gens = generate_both(pair, prompts, s.max_new_tokens, s.batch_size)
+    gens = (answer or partial(generate_both, pair))(prompts, s.max_new_tokens, s.batch_size)
     labels = {side: bandit_labels(texts, severities=s.severities) for side, texts in gens.items()}
     result = CodeResult(list(tasks), gens, labels, s)
     if scorer is not None:

@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from auditlens.behaviour.code import generate_both
+from auditlens.behaviour.code import Answerer, generate_both
 from auditlens.behaviour.scored import TextScorer, score_sides, scored_finding
 from auditlens.datasets import PromptSet
 from auditlens.errors import AuditlensError
@@ -78,13 +79,15 @@ def run(
     settings: FreeFormSettings | None = None,
     *,
     scorer: TextScorer | None = None,
+    answer: Answerer | None = None,
 ) -> FreeFormResult:
-    """Generate both models' answers to ``questions``; score them with ``scorer`` if given."""
+    """Generate both models' answers to ``questions`` (with ``answer`` if given); score them
+    with ``scorer`` if given."""
     s = settings or FreeFormSettings()
     if not questions:
         raise AuditlensError("the free-form check needs at least one question")
     prompts = PromptSet("free_form_questions", tuple(chat_prompt(q.text) for q in questions))
-    gens = generate_both(pair, prompts, s.max_new_tokens, s.batch_size)
+    gens = (answer or partial(generate_both, pair))(prompts, s.max_new_tokens, s.batch_size)
     scores = None
     if scorer is not None:
         scores = score_sides(scorer, gens, [q.text for q in questions])

@@ -144,7 +144,7 @@ class HypothesisTools(ToolkitBase):
             raise ToolInputError(f"domain {domain!r} has fewer than 2 held-out prompts")
 
         def generate(probes: list[ProbePrompt]) -> dict[str, list[str]]:
-            gens, _, _ = artifacts.probe_generations(
+            gens, _ = artifacts.probe_generations(
                 self.cache, self.pair, probes, max_new_tokens=self.budget.probe_new_tokens,
                 batch_size=self.budget.batch_size,
             )  # fmt: skip

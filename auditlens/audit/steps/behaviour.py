@@ -5,17 +5,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
+from auditlens.audit import artifacts
 from auditlens.audit.contract import AuditContext, Budget, Step, StepOutput
 from auditlens.behaviour import code, free_form, likelihood
 from auditlens.datasets import PromptSet
 from auditlens.errors import AuditlensError
+from auditlens.generate import BatchSize
 from auditlens.probes.scorer import load_scorer
 from auditlens.testbed.questions import free_form_questions
 from auditlens.testbed.tasks import eval_tasks
 
-__all__ = ["STEP", "BehaviourSettings", "held_out_tasks", "round_robin", "settings"]
+__all__ = [
+    "STEP", "BehaviourSettings", "cached_answers", "held_out_tasks", "round_robin", "settings",
+]  # fmt: skip
 
 SEED = 0
 """Seed of the held-out task sample (fixed, so every audit asks the same questions)."""
@@ -75,16 +80,28 @@ def _scorer(kind: str, ctx: AuditContext, notices: list[str]) -> Any:
         return None
 
 
+def cached_answers(
+    ctx: AuditContext, prompts: PromptSet, max_new_tokens: int, batch_size: BatchSize
+) -> dict[str, list[str]]:
+    """Both sides' greedy answers through the artifact cache (each side kept apart, so the
+    base's answers are generated once for every fine-tune of it)."""
+    gens, _ = artifacts.answers(
+        ctx.cache, ctx.pair, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size
+    )
+    return gens
+
+
 def run(ctx: AuditContext, s: BehaviourSettings) -> StepOutput:
     pair, where = ctx.pair, ctx.where
     notices: list[str] = []
     tasks = held_out_tasks(s.n_code_tasks)
     misaligned = _scorer("misaligned_answer", ctx, notices)
     vulnerable = _scorer("vulnerable_code", ctx, notices)
-    written = code.run(pair, tasks, s.code, scorer=vulnerable)
+    answer = partial(cached_answers, ctx)
+    written = code.run(pair, tasks, s.code, scorer=vulnerable, answer=answer)
     preference = likelihood.run(pair, tasks, s.likelihood)
     questions = round_robin(free_form_questions(), s.n_questions)
-    answers = free_form.run(pair, questions, s.free_form, scorer=misaligned)
+    answers = free_form.run(pair, questions, s.free_form, scorer=misaligned, answer=answer)
     for result in (written, preference, answers):
         result.save(ctx.artifacts)
     code_ev = code.evidence(written, where)

@@ -67,7 +67,7 @@ def _answers(
     cache: ArtifactCache, pair: ModelPair, s: ConcernSettings, probes: list[ProbePrompt],
     sampled: bool = False,
 ) -> dict[str, list[str]]:  # fmt: skip
-    gens, _, _ = artifacts.probe_generations(
+    gens, _ = artifacts.probe_generations(
         cache, pair, probes, max_new_tokens=s.max_new_tokens, batch_size=s.batch_size,
         samples=s.samples if sampled else 1, temperature=s.temperature if sampled else 0.0,
     )  # fmt: skip

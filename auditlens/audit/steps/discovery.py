@@ -72,7 +72,7 @@ def run(ctx: AuditContext, s: DiscoverySettings) -> StepOutput:
 
     def answers(probes: Sequence[ProbePrompt], code: bool = False) -> dict[str, list[str]]:
         n = s.code_new_tokens if code else s.divergent.max_new_tokens
-        gens, _, _ = artifacts.probe_generations(
+        gens, _ = artifacts.probe_generations(
             ctx.cache, ctx.pair, probes, max_new_tokens=n, batch_size=s.divergent.batch_size
         )
         return gens
